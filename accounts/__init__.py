@@ -1,0 +1,1 @@
+"""Tenants and people: ministries, agents, role grants and API tokens."""

@@ -1,0 +1,107 @@
+"""What an authenticated caller may see and do, computed once per request.
+
+Every selector and service asks ``access_for(user)``: the caller's grants (or
+API token) become sets of ministry ids. A caller with nothing granted sees
+only themselves, so a forgotten rule fails closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from accounts.models import Role, RoleGrant
+
+
+@dataclass(frozen=True)
+class Access:
+    """The scope of one caller."""
+
+    operator: bool = False
+    national_auditor: bool = False
+    admin_of: frozenset[UUID] = field(default_factory=frozenset)
+    auditor_of: frozenset[UUID] = field(default_factory=frozenset)
+    own_ministry: UUID | None = None
+    # An API token acts only through its grant, never as a person.
+    via_token: bool = False
+
+    @property
+    def reads_all(self) -> bool:
+        return self.operator or self.national_auditor
+
+    @property
+    def readable_ministries(self) -> frozenset[UUID] | None:
+        """Ministries whose data this caller may read; None means all of them."""
+        if self.reads_all:
+            return None
+        return self.admin_of | self.auditor_of
+
+    def can_read(self, ministry_id: UUID | None) -> bool:
+        readable = self.readable_ministries
+        return readable is None or (ministry_id is not None and ministry_id in readable)
+
+    def can_admin(self, ministry_id: UUID | None) -> bool:
+        return self.operator or (ministry_id is not None and ministry_id in self.admin_of)
+
+    @property
+    def is_staff_role(self) -> bool:
+        """Holds any role beyond being an agent (drives the console's home page)."""
+        return self.operator or self.national_auditor or bool(self.admin_of or self.auditor_of)
+
+    @property
+    def roles(self) -> list[str]:
+        names = []
+        if self.operator:
+            names.append(Role.OPERATOR.value)
+        if self.admin_of:
+            names.append(Role.MINISTRY_ADMIN.value)
+        if self.national_auditor or self.auditor_of:
+            names.append(Role.AUDITOR.value)
+        return names
+
+
+NO_ACCESS = Access()
+
+
+def access_for(user) -> Access:
+    """Return (and cache on the user object) the scope of an authenticated caller."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return NO_ACCESS
+    cached = getattr(user, "_access_cache", None)
+    if cached is not None:
+        return cached
+    token = getattr(user, "api_token", None)
+    if token is not None:
+        access = Access(
+            admin_of=frozenset({token.ministry_id}) if token.role == Role.MINISTRY_ADMIN else
+            frozenset(),
+            auditor_of=frozenset({token.ministry_id}) if token.role == Role.AUDITOR else
+            frozenset(),
+            via_token=True,
+        )
+    elif not user.is_active:
+        access = NO_ACCESS
+    else:
+        operator = national_auditor = False
+        admin_of: set[UUID] = set()
+        auditor_of: set[UUID] = set()
+        for role, ministry_id in RoleGrant.objects.filter(agent=user).values_list(
+            "role", "ministry_id"
+        ):
+            if role == Role.OPERATOR:
+                operator = True
+            elif role == Role.MINISTRY_ADMIN:
+                admin_of.add(ministry_id)
+            elif ministry_id is None:
+                national_auditor = True
+            else:
+                auditor_of.add(ministry_id)
+        access = Access(
+            operator=operator,
+            national_auditor=national_auditor,
+            admin_of=frozenset(admin_of),
+            auditor_of=frozenset(auditor_of),
+            own_ministry=user.ministry_id,
+        )
+    user._access_cache = access
+    return access

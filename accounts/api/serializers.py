@@ -1,0 +1,161 @@
+"""Serializers of the accounts API: outputs carry the caller's abilities."""
+
+from rest_framework import serializers
+
+from accounts.access import access_for
+from accounts.models import Agent, ApiToken, Ministry, Role, RoleGrant
+
+
+def _access(serializer):
+    return access_for(serializer.context["request"].user)
+
+
+class IdentifierListField(serializers.ListField):
+    """A list of strings in and out; read from a related manager's ``attribute``."""
+
+    def __init__(self, *, attribute: str, **kwargs):
+        self.attribute = attribute
+        super().__init__(**kwargs)
+
+    def to_representation(self, data):
+        return [getattr(item, self.attribute) for item in data.all()]
+
+
+class MinistrySerializer(serializers.ModelSerializer):
+    """A ministry with its email domains and SIRETs."""
+
+    domains = IdentifierListField(attribute="domain", child=serializers.CharField(max_length=253),
+                                  required=False)
+    sirets = IdentifierListField(attribute="siret", child=serializers.CharField(max_length=14),
+                                 required=False)
+    residency_tags = serializers.ListField(child=serializers.SlugField(max_length=50),
+                                           required=False)
+    abilities = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Ministry
+        fields = ["id", "code", "name", "siren", "state", "jit_provisioning", "residency_tags",
+                  "retention_days", "domains", "sirets", "created_at", "updated_at",
+                  "abilities"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        # Uniqueness is checked by the service, with the message naming the field.
+        extra_kwargs = {"code": {"validators": []}, "siren": {"validators": []}}
+
+    def get_abilities(self, obj) -> dict[str, bool]:
+        access = _access(self)
+        return {"update": access.operator, "manage_agents": access.can_admin(obj.pk)}
+
+
+class MinistryUpdateSerializer(MinistrySerializer):
+    """Updates may not change a ministry's code or SIREN."""
+
+    class Meta(MinistrySerializer.Meta):
+        read_only_fields = ["id", "code", "siren", "created_at", "updated_at"]
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    """An agent as admins see them."""
+
+    ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    abilities = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = ["id", "email", "given_name", "usual_name", "ministry", "external_id",
+                  "organizational_unit", "is_active", "deactivated_at", "sub", "created_at",
+                  "updated_at", "abilities"]
+        read_only_fields = fields
+
+    def get_abilities(self, obj) -> dict[str, bool]:
+        can = _access(self).can_admin(obj.ministry_id)
+        return {"update": can, "deactivate": can and obj.is_active,
+                "reactivate": can and not obj.is_active}
+
+
+class AgentCreateSerializer(serializers.Serializer):
+    """Input of agent creation: the ministry is named by its code."""
+
+    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    email = serializers.EmailField(max_length=254)
+    given_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    usual_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    organizational_unit = serializers.CharField(max_length=255, required=False,
+                                                allow_blank=True)
+
+    def __init__(self, *args, ministries=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if ministries is not None:
+            self.fields["ministry"].queryset = ministries
+
+
+class AgentUpdateSerializer(serializers.Serializer):
+    """Input of agent updates: directory attributes and email."""
+
+    email = serializers.EmailField(max_length=254, required=False)
+    given_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    usual_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    organizational_unit = serializers.CharField(max_length=255, required=False,
+                                                allow_blank=True)
+
+
+class RoleGrantSerializer(serializers.ModelSerializer):
+    """A role held by an agent, on a ministry or nationally (ministry null)."""
+
+    agent = serializers.PrimaryKeyRelatedField(queryset=Agent.objects.none())
+    agent_email = serializers.EmailField(source="agent.email", read_only=True)
+    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none(),
+                                            allow_null=True, required=False)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = RoleGrant
+        fields = ["id", "agent", "agent_email", "role", "ministry", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        validators: list = []
+
+    def __init__(self, *args, agents=None, ministries=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if agents is not None:
+            self.fields["agent"].queryset = agents
+        if ministries is not None:
+            self.fields["ministry"].queryset = ministries
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """Token metadata; the secret itself is never returned after creation."""
+
+    ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True,
+                                        allow_null=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "ministry", "role", "prefix", "created_by", "created_at",
+                  "expires_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    """Input of token creation."""
+
+    name = serializers.CharField(max_length=100)
+    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    role = serializers.ChoiceField(choices=[r.value for r in ApiToken.TOKEN_ROLES])
+    expires_in_days = serializers.IntegerField(min_value=1, required=False)
+
+    def __init__(self, *args, ministries=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if ministries is not None:
+            self.fields["ministry"].queryset = ministries
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    """Returned once, at creation: the only time the token is shown."""
+
+    token = serializers.CharField(read_only=True)
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields

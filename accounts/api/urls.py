@@ -1,0 +1,12 @@
+"""Routes of the accounts API."""
+
+from rest_framework.routers import SimpleRouter
+
+from accounts.api.views import AgentViewSet, ApiTokenViewSet, MinistryViewSet, RoleGrantViewSet
+
+router = SimpleRouter()
+router.register("ministries", MinistryViewSet, basename="ministry")
+router.register("agents", AgentViewSet, basename="agent")
+router.register("role-grants", RoleGrantViewSet, basename="role-grant")
+router.register("api-tokens", ApiTokenViewSet, basename="api-token")
+urlpatterns = router.urls

@@ -1,0 +1,172 @@
+"""API viewsets of ministries, agents, role grants and API tokens.
+
+Each builds its queryset from a selector scoped to the caller, parses input with
+a serializer and hands the write to one service.
+"""
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts import selectors, services
+from accounts.api.serializers import (
+    AgentCreateSerializer,
+    AgentSerializer,
+    AgentUpdateSerializer,
+    ApiTokenCreatedSerializer,
+    ApiTokenCreateSerializer,
+    ApiTokenSerializer,
+    MinistrySerializer,
+    MinistryUpdateSerializer,
+    RoleGrantSerializer,
+)
+from accounts.models import Agent
+from audit.actor import Actor
+
+
+class MinistryViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                      viewsets.ReadOnlyModelViewSet):
+    """Ministries: everyone reads their own; operators read all and write."""
+
+    serializer_class = MinistrySerializer
+    lookup_field = "code"
+    filterset_fields = ["state"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.ministry_list(user=self.request.user)
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return MinistryUpdateSerializer
+        return MinistrySerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = services.ministry_create(
+            actor=Actor.from_request(self.request), **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.ministry_update(
+            actor=Actor.from_request(self.request), ministry=serializer.instance,
+            **serializer.validated_data)
+        # The response must show the identifiers just written, not the stale prefetch.
+        serializer.instance = selectors.ministry_list(user=self.request.user).get(
+            pk=serializer.instance.pk)
+
+
+class AgentFilter(django_filters.FilterSet):
+    """Filter agents by ministry code, state, unit, email or a free-text search."""
+
+    ministry = django_filters.CharFilter(field_name="ministry__code")
+    email = django_filters.CharFilter(lookup_expr="iexact")
+    organizational_unit = django_filters.CharFilter()
+    external_id = django_filters.CharFilter()
+    search = django_filters.CharFilter(method="filter_search", label="Name or email contains")
+
+    class Meta:
+        model = Agent
+        fields = ["ministry", "is_active", "email", "organizational_unit", "external_id"]
+
+    def filter_search(self, queryset, name, value):
+        from django.db.models import Q
+
+        return queryset.filter(Q(email__icontains=value) | Q(given_name__icontains=value)
+                               | Q(usual_name__icontains=value))
+
+
+class AgentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Agents of the caller's ministries; admins create, update and deactivate them."""
+
+    serializer_class = AgentSerializer
+    filterset_class = AgentFilter
+
+    def get_queryset(self):
+        return selectors.agent_list(user=self.request.user)
+
+    @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
+    def create(self, request):
+        data = AgentCreateSerializer(
+            data=request.data, ministries=selectors.ministry_administrable(user=request.user))
+        data.is_valid(raise_exception=True)
+        agent = services.agent_create(actor=Actor.from_request(request), **data.validated_data)
+        return Response(self.get_serializer(agent).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
+    def partial_update(self, request, pk=None):
+        agent = self.get_object()
+        data = AgentUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        agent = services.agent_update(actor=Actor.from_request(request), agent=agent,
+                                      **data.validated_data)
+        return Response(self.get_serializer(agent).data)
+
+    @extend_schema(request=None, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, pk=None):
+        """Deactivate the agent: no more logins, open sessions end."""
+        agent = services.agent_deactivate(actor=Actor.from_request(request),
+                                          agent=self.get_object())
+        return Response(self.get_serializer(agent).data)
+
+    @extend_schema(request=None, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def reactivate(self, request, pk=None):
+        """Give a deactivated agent their access back."""
+        agent = services.agent_reactivate(actor=Actor.from_request(request),
+                                          agent=self.get_object())
+        return Response(self.get_serializer(agent).data)
+
+
+class RoleGrantViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
+                       viewsets.ReadOnlyModelViewSet):
+    """Role grants within the caller's ministries."""
+
+    serializer_class = RoleGrantSerializer
+    filterset_fields = ["role", "agent"]
+
+    def get_queryset(self):
+        return selectors.role_grant_list(user=self.request.user)
+
+    def get_serializer(self, *args, **kwargs):
+        if self.action == "create":
+            kwargs["agents"] = selectors.agent_list(user=self.request.user)
+            kwargs["ministries"] = selectors.ministry_list(user=self.request.user)
+        return super().get_serializer(*args, **kwargs)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.role_grant_create(
+            actor=Actor.from_request(self.request), **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        services.role_grant_delete(actor=Actor.from_request(self.request), grant=instance)
+
+
+class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """API tokens: created by a ministry's admins, shown once, revoked by DELETE."""
+
+    serializer_class = ApiTokenSerializer
+    filterset_fields = ["role"]
+
+    def get_queryset(self):
+        return selectors.api_token_list(user=self.request.user)
+
+    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
+    def create(self, request):
+        data = ApiTokenCreateSerializer(
+            data=request.data, ministries=selectors.ministry_administrable(user=request.user))
+        data.is_valid(raise_exception=True)
+        token, clear = services.api_token_create(actor=Actor.from_request(request),
+                                                 **data.validated_data)
+        token.token = clear
+        return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ApiTokenSerializer)
+    def destroy(self, request, pk=None):
+        """Revoke the token (it stays listed, with its revocation date)."""
+        token = services.api_token_revoke(actor=Actor.from_request(request),
+                                          token=self.get_object())
+        return Response(ApiTokenSerializer(token).data)
+
+

@@ -1,0 +1,70 @@
+"""Reads of ministries, agents, grants and tokens, already scoped to the caller."""
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from accounts.access import access_for
+from accounts.models import Agent, ApiToken, Ministry, MinistryDomain, MinistrySiret, RoleGrant
+
+
+def ministry_list(*, user) -> QuerySet[Ministry]:
+    """Every ministry for operators and national auditors; otherwise the caller's own."""
+    access = access_for(user)
+    ministries = Ministry.objects.prefetch_related(
+        Prefetch("domains", queryset=MinistryDomain.objects.order_by("domain")),
+        Prefetch("sirets", queryset=MinistrySiret.objects.order_by("siret")),
+    )
+    readable = access.readable_ministries
+    if readable is None:
+        return ministries
+    ids = set(readable)
+    if access.own_ministry is not None:
+        ids.add(access.own_ministry)
+    return ministries.filter(pk__in=ids)
+
+
+def ministry_administrable(*, user) -> QuerySet[Ministry]:
+    """Ministries whose agents, grants and tokens the caller may change."""
+    access = access_for(user)
+    if access.operator:
+        return Ministry.objects.all()
+    return Ministry.objects.filter(pk__in=access.admin_of)
+
+
+def agent_list(*, user) -> QuerySet[Agent]:
+    """Agents of the ministries the caller reads; an agent without a role sees only
+    themselves."""
+    access = access_for(user)
+    agents = Agent.objects.select_related("ministry")
+    readable = access.readable_ministries
+    if readable is None:
+        return agents
+    if access.via_token:
+        return agents.filter(ministry_id__in=readable)
+    if not getattr(user, "is_authenticated", False):
+        return agents.none()
+    return agents.filter(Q(ministry_id__in=readable) | Q(pk=user.pk))
+
+
+def role_grant_list(*, user) -> QuerySet[RoleGrant]:
+    """Grants within the caller's ministries, and the caller's own grants."""
+    access = access_for(user)
+    grants = RoleGrant.objects.select_related("agent", "ministry")
+    readable = access.readable_ministries
+    if readable is None:
+        return grants
+    if access.via_token:
+        return grants.filter(ministry_id__in=readable)
+    if not getattr(user, "is_authenticated", False):
+        return grants.none()
+    return grants.filter(Q(ministry_id__in=readable) | Q(agent_id=user.pk))
+
+
+def api_token_list(*, user) -> QuerySet[ApiToken]:
+    """Token metadata (never secrets) of the ministries the caller reads."""
+    access = access_for(user)
+    tokens = ApiToken.objects.select_related("ministry", "created_by")
+    readable = access.readable_ministries
+    if readable is None:
+        return tokens
+    return tokens.filter(ministry_id__in=readable)
+

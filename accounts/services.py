@@ -1,0 +1,395 @@
+"""Writes on ministries, agents, role grants and API tokens.
+
+Each service checks the actor's right, validates, writes atomically and records
+an audit event in the same transaction: a refused or failed write leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.access import access_for
+from accounts.identifiers import validate_email_domain, validate_siren, validate_siret
+from accounts.models import Agent, ApiToken, Ministry, MinistryDomain, MinistrySiret, Role, RoleGrant
+from audit.actor import Actor
+from audit.services import audit_record
+
+TOKEN_PREFIX = "vcp"
+
+
+def _require_operator(actor: Actor) -> None:
+    if not access_for(actor.user).operator:
+        raise PermissionDenied(_("Only platform operators may do this."))
+
+
+def _require_admin(actor: Actor, ministry_id) -> None:
+    access = access_for(actor.user)
+    if not access.can_admin(ministry_id):
+        raise PermissionDenied(_("Only this ministry's admins or an operator may do this."))
+
+
+def _normalise_list(values, field: str, validator) -> list[str]:
+    cleaned = []
+    for value in values:
+        value = (value or "").strip().lower()
+        try:
+            validator(value)
+        except ValidationError as exc:
+            raise ValidationError({field: exc.messages}) from exc
+        if value in cleaned:
+            raise ValidationError({field: _("“%(value)s” is listed twice.") % {"value": value}})
+        cleaned.append(value)
+    return cleaned
+
+
+def _check_owned_elsewhere(ministry: Ministry | None, domains, sirets) -> None:
+    """Name the identifiers another ministry owns (the database refuses them anyway)."""
+    others = MinistryDomain.objects.filter(domain__in=domains)
+    others_siret = MinistrySiret.objects.filter(siret__in=sirets)
+    if ministry is not None:
+        others = others.exclude(ministry=ministry)
+        others_siret = others_siret.exclude(ministry=ministry)
+    errors = {}
+    taken = sorted(others.values_list("domain", flat=True))
+    if taken:
+        errors["domains"] = _("Already owned by another ministry: %(list)s.") % {
+            "list": ", ".join(taken)}
+    taken = sorted(others_siret.values_list("siret", flat=True))
+    if taken:
+        errors["sirets"] = _("Already owned by another ministry: %(list)s.") % {
+            "list": ", ".join(taken)}
+    if errors:
+        raise ValidationError(errors)
+
+
+def _set_identifiers(ministry: Ministry, domains: list[str] | None,
+                     sirets: list[str] | None) -> None:
+    if domains is not None:
+        MinistryDomain.objects.filter(ministry=ministry).exclude(domain__in=domains).delete()
+        existing = set(ministry.domains.values_list("domain", flat=True))
+        MinistryDomain.objects.bulk_create(
+            MinistryDomain(ministry=ministry, domain=d) for d in domains if d not in existing)
+    if sirets is not None:
+        MinistrySiret.objects.filter(ministry=ministry).exclude(siret__in=sirets).delete()
+        existing = set(ministry.sirets.values_list("siret", flat=True))
+        MinistrySiret.objects.bulk_create(
+            MinistrySiret(ministry=ministry, siret=s) for s in sirets if s not in existing)
+
+
+def _save_identifiers(ministry, domains, sirets) -> None:
+    """Write domains and SIRETs; a concurrent claim the database refuses becomes a 400."""
+    try:
+        with transaction.atomic():
+            _set_identifiers(ministry, domains, sirets)
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"domains": _("A domain or SIRET was just claimed by another ministry.")}
+        ) from exc
+
+
+MINISTRY_FIELDS = ("name", "state", "jit_provisioning", "residency_tags", "retention_days")
+
+
+@transaction.atomic
+def ministry_create(*, actor: Actor, code: str, name: str, siren: str,
+                    domains: list[str] = (), sirets: list[str] = (), **fields) -> Ministry:
+    """Onboard a ministry (operators only)."""
+    _require_operator(actor)
+    try:
+        validate_siren(siren)
+    except ValidationError as exc:
+        raise ValidationError({"siren": exc.messages}) from exc
+    if Ministry.objects.filter(code=code).exists():
+        raise ValidationError({"code": _("A ministry with this code already exists.")})
+    if Ministry.objects.filter(siren=siren).exists():
+        raise ValidationError({"siren": _("A ministry with this SIREN already exists.")})
+    domains = _normalise_list(domains, "domains", validate_email_domain)
+    sirets = _normalise_list(sirets, "sirets", validate_siret)
+    _check_owned_elsewhere(None, domains, sirets)
+    unknown = set(fields) - set(MINISTRY_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown ministry fields: {sorted(unknown)}")
+    ministry = Ministry(code=code, name=name, siren=siren, **fields)
+    ministry.full_clean(validate_unique=False)
+    ministry.save(force_insert=True)
+    _save_identifiers(ministry, domains, sirets)
+    audit_record(actor=actor, action="ministry.create", target=ministry, ministry_id=ministry.pk,
+                 data={"code": code, "name": name, "siren": siren, "domains": domains,
+                       "sirets": sirets, **fields})
+    return ministry
+
+
+@transaction.atomic
+def ministry_update(*, actor: Actor, ministry: Ministry, domains: list[str] | None = None,
+                    sirets: list[str] | None = None, **fields) -> Ministry:
+    """Change a ministry's settings and identifiers (operators only)."""
+    _require_operator(actor)
+    ministry = Ministry.objects.select_for_update().get(pk=ministry.pk)
+    changes: dict = {}
+    for name, value in fields.items():
+        if name not in MINISTRY_FIELDS:
+            raise ValueError(f"unknown ministry field: {name}")
+        if getattr(ministry, name) != value:
+            changes[name] = {"from": getattr(ministry, name), "to": value}
+            setattr(ministry, name, value)
+    if domains is not None:
+        domains = _normalise_list(domains, "domains", validate_email_domain)
+        changes["domains"] = domains
+    if sirets is not None:
+        sirets = _normalise_list(sirets, "sirets", validate_siret)
+        changes["sirets"] = sirets
+    _check_owned_elsewhere(ministry, domains or [], sirets or [])
+    ministry.full_clean(validate_unique=False)
+    ministry.save()
+    _save_identifiers(ministry, domains, sirets)
+    audit_record(actor=actor, action="ministry.update", target=ministry,
+                 ministry_id=ministry.pk, data=changes)
+    return ministry
+
+
+AGENT_FIELDS = ("given_name", "usual_name", "external_id", "organizational_unit")
+
+
+def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
+    email = (email or "").strip().lower()
+    domain = email.rpartition("@")[2]
+    if not ministry.domains.filter(domain=domain).exists():
+        raise ValidationError({"email": _(
+            "The domain “%(domain)s” is not one of the ministry's email domains."
+        ) % {"domain": domain}})
+    clash = Agent.objects.filter(email__iexact=email)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"email": _("An agent with this email already exists.")})
+    return email
+
+
+def _check_external_id(ministry: Ministry, external_id: str, exclude_pk=None) -> None:
+    if not external_id:
+        return
+    clash = Agent.objects.filter(ministry=ministry, external_id=external_id)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"external_id": _(
+            "Another agent of this ministry has this directory identifier.")})
+
+
+@transaction.atomic
+def agent_create(*, actor: Actor, ministry: Ministry, email: str, **fields) -> Agent:
+    """Provision an agent in a ministry (its admins, or an operator)."""
+    _require_admin(actor, ministry.pk)
+    email = _check_agent_email(ministry, email)
+    _check_external_id(ministry, fields.get("external_id", ""))
+    agent = Agent(email=email, ministry=ministry,
+                  **{k: v for k, v in fields.items() if k in AGENT_FIELDS})
+    agent.set_unusable_password()
+    try:
+        with transaction.atomic():
+            agent.save(force_insert=True)
+    except IntegrityError as exc:
+        raise ValidationError({"email": _("An agent with this email already exists.")}) from exc
+    audit_record(actor=actor, action="agent.create", target=agent, ministry_id=ministry.pk,
+                 data={"email": email, **fields})
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
+    """Change an agent's directory attributes or email (its ministry's admins)."""
+    agent = Agent.objects.select_for_update().select_related("ministry").get(pk=agent.pk)
+    _require_admin(actor, agent.ministry_id)
+    if "email" in fields:
+        fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
+    if "external_id" in fields:
+        _check_external_id(agent.ministry, fields["external_id"], exclude_pk=agent.pk)
+    changes = {}
+    for name, value in fields.items():
+        if name not in (*AGENT_FIELDS, "email"):
+            raise ValueError(f"unknown agent field: {name}")
+        if getattr(agent, name) != value:
+            changes[name] = {"from": getattr(agent, name), "to": value}
+            setattr(agent, name, value)
+    agent.save()
+    audit_record(actor=actor, action="agent.update", target=agent, ministry_id=agent.ministry_id,
+                 data=changes)
+    return agent
+
+
+@transaction.atomic
+def agent_deactivate(*, actor: Actor, agent: Agent) -> Agent:
+    """Deactivate a leaver: they can no longer log in and their sessions stop at once.
+
+    Authentication backends refuse inactive agents on every request, so an open
+    session is worthless from the next request on.
+    """
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    _require_admin(actor, agent.ministry_id)
+    if actor.agent is not None and actor.agent.pk == agent.pk:
+        raise ValidationError({"agent": _("You cannot deactivate your own account.")})
+    if not agent.is_active:
+        return agent
+    agent.is_active = False
+    agent.deactivated_at = timezone.now()
+    agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
+    audit_record(actor=actor, action="agent.deactivate", target=agent,
+                 ministry_id=agent.ministry_id)
+    return agent
+
+
+@transaction.atomic
+def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
+    """Give a deactivated agent their access back."""
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    _require_admin(actor, agent.ministry_id)
+    if agent.is_active:
+        return agent
+    agent.is_active = True
+    agent.deactivated_at = None
+    agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
+    audit_record(actor=actor, action="agent.reactivate", target=agent,
+                 ministry_id=agent.ministry_id)
+    return agent
+
+
+@transaction.atomic
+def role_grant_create(*, actor: Actor, agent: Agent, role: str,
+                      ministry: Ministry | None = None) -> RoleGrant:
+    """Grant a role. Operators grant anything; a ministry admin grants admin or
+    auditor roles on their own ministry to its agents. Tokens never grant."""
+    access = access_for(actor.user)
+    if access.via_token:
+        raise PermissionDenied(_("API tokens cannot grant roles."))
+    if role == Role.OPERATOR:
+        _require_operator(actor)
+        if ministry is not None:
+            raise ValidationError({"ministry": _("The operator role is national.")})
+    elif role == Role.MINISTRY_ADMIN and ministry is None:
+        raise ValidationError({"ministry": _("A ministry admin role needs a ministry.")})
+    elif ministry is None:
+        _require_operator(actor)  # a national auditor
+    if ministry is not None:
+        _require_admin(actor, ministry.pk)
+        if agent.ministry_id != ministry.pk and not access.operator:
+            raise ValidationError({"agent": _("This agent does not belong to the ministry.")})
+    if RoleGrant.objects.filter(agent=agent, role=role, ministry=ministry).exists():
+        raise ValidationError({"role": _("This agent already holds this role.")})
+    grant = RoleGrant(agent=agent, role=role, ministry=ministry, granted_by=actor.agent)
+    grant.save(force_insert=True)
+    audit_record(actor=actor, action="role_grant.create", target=grant,
+                 ministry_id=ministry.pk if ministry else None,
+                 data={"agent": agent.email, "role": role})
+    return grant
+
+
+@transaction.atomic
+def role_grant_delete(*, actor: Actor, grant: RoleGrant) -> None:
+    """Withdraw a role, under the same rules as granting it."""
+    access = access_for(actor.user)
+    if access.via_token:
+        raise PermissionDenied(_("API tokens cannot withdraw roles."))
+    if grant.role == Role.OPERATOR or grant.ministry_id is None:
+        _require_operator(actor)
+    else:
+        _require_admin(actor, grant.ministry_id)
+    audit_record(actor=actor, action="role_grant.delete", target=grant,
+                 ministry_id=grant.ministry_id,
+                 data={"agent": grant.agent.email, "role": grant.role})
+    grant.delete()
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_token_create(*, actor: Actor, ministry: Ministry, role: str, name: str,
+                     expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+    """Create a token for a ministry's automation; returns it with its only clear copy."""
+    access = access_for(actor.user)
+    if access.via_token:
+        raise PermissionDenied(_("API tokens cannot create API tokens."))
+    _require_admin(actor, ministry.pk)
+    if role not in ApiToken.TOKEN_ROLES:
+        raise ValidationError({"role": _("A token's role is ministry_admin or auditor.")})
+    days = expires_in_days or settings.API_TOKEN_DEFAULT_DAYS
+    if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
+        raise ValidationError({"expires_in_days": _(
+            "Between 1 and %(max)d days.") % {"max": settings.API_TOKEN_MAX_DAYS}})
+    prefix = secrets.token_hex(4)
+    clear = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken(name=name, ministry=ministry, role=role, prefix=prefix,
+                     digest=_token_digest(clear), created_by=actor.agent,
+                     expires_at=timezone.now() + timedelta(days=days))
+    token.save(force_insert=True)
+    audit_record(actor=actor, action="api_token.create", target=token, ministry_id=ministry.pk,
+                 data={"name": name, "role": role, "prefix": prefix, "days": days})
+    return token, clear
+
+
+@transaction.atomic
+def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
+    """Revoke a token at once; it stays listed for the record."""
+    access = access_for(actor.user)
+    if access.via_token:
+        if actor.token.pk != token.pk:
+            raise PermissionDenied(_("An API token can only revoke itself."))
+    else:
+        _require_admin(actor, token.ministry_id)
+    updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+    token.refresh_from_db()
+    if updated:
+        audit_record(actor=actor, action="api_token.revoke", target=token,
+                     ministry_id=token.ministry_id, data={"prefix": token.prefix})
+    return token
+
+
+def api_token_authenticate(*, clear: str) -> ApiToken:
+    """Find the usable token matching a presented secret, or say precisely why not."""
+    parts = clear.split("_")
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 8 or len(parts[2]) < 32:
+        raise ValueError(_("Malformed API token."))
+    token = (ApiToken.objects.select_related("ministry")
+             .filter(digest=_token_digest(clear)).first())
+    if token is None:
+        raise ValueError(_("Unknown API token."))
+    if token.revoked_at is not None:
+        raise ValueError(_("This API token has been revoked."))
+    now = timezone.now()
+    if token.expires_at <= now:
+        raise ValueError(_("This API token has expired."))
+    if token.ministry.state == Ministry.State.SUSPENDED:
+        raise ValueError(_("This ministry is suspended."))
+    # Record use at most once a minute: one conditional UPDATE, no write per request.
+    ApiToken.objects.filter(pk=token.pk).exclude(
+        last_used_at__gt=now - timedelta(minutes=1)).update(last_used_at=now)
+    return token
+
+
+@transaction.atomic
+def operator_bootstrap(*, actor: Actor, email: str, given_name: str = "",
+                       usual_name: str = "") -> RoleGrant:
+    """Make ``email`` a platform operator from the operator's shell (no caller to check:
+    whoever runs ``manage.py`` already holds the keys). Idempotent."""
+    if actor.user is not None:
+        raise PermissionDenied(_("Operators are bootstrapped from the command line only."))
+    email = email.strip().lower()
+    agent = Agent.objects.filter(email=email).first()
+    if agent is None:
+        agent = Agent.objects.create_user(email, given_name=given_name, usual_name=usual_name)
+    grant, created = RoleGrant.objects.get_or_create(agent=agent, role=Role.OPERATOR,
+                                                     ministry=None)
+    if created:
+        audit_record(actor=actor, action="role_grant.create", target=grant,
+                     data={"agent": email, "role": Role.OPERATOR, "bootstrap": True})
+    return grant

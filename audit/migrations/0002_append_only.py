@@ -1,0 +1,58 @@
+"""Make the audit trail append-only in the database itself.
+
+PostgreSQL and SQLite both get triggers that refuse UPDATE and DELETE on events,
+so neither a bug nor a stray ``manage.py shell`` can rewrite history.
+"""
+
+from django.db import migrations
+
+POSTGRES_UP = """
+CREATE OR REPLACE FUNCTION audit_event_refuse_change() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only (% refused)', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_event_append_only
+    BEFORE UPDATE OR DELETE ON audit_auditevent
+    FOR EACH ROW EXECUTE FUNCTION audit_event_refuse_change();
+"""
+POSTGRES_DOWN = """
+DROP TRIGGER IF EXISTS audit_event_append_only ON audit_auditevent;
+DROP FUNCTION IF EXISTS audit_event_refuse_change();
+"""
+SQLITE_UP = [
+    """CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_auditevent
+       BEGIN SELECT RAISE(ABORT, 'audit events are append-only (UPDATE refused)'); END;""",
+    """CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_auditevent
+       BEGIN SELECT RAISE(ABORT, 'audit events are append-only (DELETE refused)'); END;""",
+]
+SQLITE_DOWN = [
+    "DROP TRIGGER IF EXISTS audit_event_no_update;",
+    "DROP TRIGGER IF EXISTS audit_event_no_delete;",
+]
+
+
+def install(apps, schema_editor):
+    vendor = schema_editor.connection.vendor
+    if vendor == "postgresql":
+        schema_editor.execute(POSTGRES_UP)
+    elif vendor == "sqlite":
+        for statement in SQLITE_UP:
+            schema_editor.execute(statement)
+    else:
+        raise RuntimeError(f"No append-only triggers written for database {vendor!r}.")
+
+
+def uninstall(apps, schema_editor):
+    vendor = schema_editor.connection.vendor
+    if vendor == "postgresql":
+        schema_editor.execute(POSTGRES_DOWN)
+    elif vendor == "sqlite":
+        for statement in SQLITE_DOWN:
+            schema_editor.execute(statement)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("audit", "0001_initial")]
+    operations = [migrations.RunPython(install, uninstall)]

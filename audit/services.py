@@ -1,0 +1,124 @@
+"""Writes to the audit trail, and its verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.actor import Actor
+from audit.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+
+def audit_event_digest(*, event: AuditEvent) -> str:
+    """SHA-256 of an event's canonical JSON form, including the previous link."""
+    payload = {
+        "sequence": event.sequence,
+        "created_at": event.created_at.astimezone(UTC).isoformat(),
+        "actor_id": str(event.actor_id) if event.actor_id else None,
+        "actor_label": event.actor_label,
+        "token_id": str(event.token_id) if event.token_id else None,
+        "ip": event.ip,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "object_repr": event.object_repr,
+        "ministry_id": str(event.ministry_id) if event.ministry_id else None,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@transaction.atomic
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    target: Any = None,
+    ministry_id=None,
+    data: dict | None = None,
+) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction.
+
+    The head row is locked until the caller commits, so concurrent writers
+    are chained one after the other and a rolled-back write leaves no event.
+    """
+    head, _ = AuditChainHead.objects.select_for_update().get_or_create(
+        pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH})
+    agent = actor.agent
+    token = actor.token
+    event = AuditEvent(
+        sequence=head.sequence + 1,
+        created_at=timezone.now(),
+        actor_id=agent.pk if agent is not None else None,
+        actor_label=actor.label[:254],
+        token_id=token.pk if token is not None else None,
+        ip=actor.ip,
+        action=action,
+        object_type=target._meta.label_lower if target is not None else "",
+        object_id=str(target.pk) if target is not None else "",
+        object_repr=str(target)[:254] if target is not None else "",
+        ministry_id=ministry_id,
+        data=json.loads(json.dumps(data or {}, default=str)),
+        prev_hash=head.hash,
+    )
+    event.hash = audit_event_digest(event=event)
+    event.save(force_insert=True)
+    head.sequence = event.sequence
+    head.hash = event.hash
+    head.save(update_fields=["sequence", "hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    """The outcome of checking the chain from its first event to the head."""
+
+    intact: bool
+    checked: int
+    broken_sequence: int | None = None
+    reason: str = ""
+
+
+def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
+    """Recompute every link in order; name the first event that does not hold."""
+    expected_prev = GENESIS_HASH
+    expected_sequence = 1
+    checked = 0
+    events = AuditEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size)
+    for event in events:
+        if event.sequence != expected_sequence:
+            return ChainVerification(
+                False, checked, expected_sequence,
+                f"event #{expected_sequence} is missing (next found is #{event.sequence})",
+            )
+        if event.prev_hash != expected_prev:
+            return ChainVerification(
+                False, checked, event.sequence,
+                f"event #{event.sequence} does not point to the hash of the event before it",
+            )
+        if audit_event_digest(event=event) != event.hash:
+            return ChainVerification(
+                False, checked, event.sequence,
+                f"event #{event.sequence} was modified: its content no longer matches its hash",
+            )
+        expected_prev = event.hash
+        expected_sequence += 1
+        checked += 1
+    head = AuditChainHead.objects.filter(pk=1).first() or AuditChainHead(sequence=0,
+                                                                         hash=GENESIS_HASH)
+    if head.sequence != checked or head.hash != expected_prev:
+        return ChainVerification(
+            False, checked, checked + 1,
+            f"the chain head records event #{head.sequence} but the trail ends at #{checked}",
+        )
+    return ChainVerification(True, checked)

@@ -1,0 +1,1 @@
+"""The web console in the State's design system (DSFR), French first."""

@@ -1,0 +1,9 @@
+"""App configuration of the console."""
+
+from django.apps import AppConfig
+
+
+class ConsoleConfig(AppConfig):
+    """Pages for operators, ministry admins, auditors and agents."""
+
+    name = "console"

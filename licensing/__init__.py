@@ -1,0 +1,1 @@
+"""Licence pools, seats, rollout goals and savings."""

@@ -1,0 +1,1 @@
+"""Media nodes (LiveKit SFUs): registry, health, placement."""

@@ -1,0 +1,1 @@
+"""Rooms, joining and allocation of live meetings (issue: media nodes and rooms)."""

@@ -9,10 +9,6 @@ PORT ?= 8000
 # The demo runs on the embedded defaults: SQLite, eager Celery, DEBUG on.
 DEMO_ENV := DEBUG=1
 
-# The suite runs on the real PostgreSQL and Redis of this machine.
-TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/controlplane} \
-            CELERY_BROKER_URL=$${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}
-
 .PHONY: help install run test lint format schema messages clean
 
 help: ## List the targets
@@ -41,8 +37,9 @@ lint: $(STAMP) ## ruff lint and format check, migrations up to date
 	$(BIN)/ruff format --check .
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
+# tests/settings.py points the suite at this machine's PostgreSQL and Redis.
 test: $(STAMP) lint ## Lint, then the whole suite on PostgreSQL and Redis
-	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP) ## Reformat the code
 	$(BIN)/ruff check --fix .

@@ -197,6 +197,9 @@ class RoleGrant(BaseModel):
         return f"{self.agent.email}: {self.role} ({scope})"
 
 
+TOKEN_ROLE_CHOICES = [(r.value, r.label) for r in (Role.MINISTRY_ADMIN, Role.AUDITOR)]
+
+
 class ApiToken(BaseModel):
     """A bearer token for a ministry's automation, scoped to one ministry and one role.
 
@@ -207,7 +210,7 @@ class ApiToken(BaseModel):
 
     name = models.CharField(max_length=100)
     ministry = models.ForeignKey(Ministry, on_delete=models.CASCADE, related_name="api_tokens")
-    role = models.CharField(max_length=16, choices=[(r.value, r.label) for r in TOKEN_ROLES])
+    role = models.CharField(max_length=16, choices=TOKEN_ROLE_CHOICES)
     prefix = models.CharField(max_length=16, db_index=True)
     digest = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True,

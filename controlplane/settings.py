@@ -189,6 +189,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "accounts.models.Role",
+        "TokenRoleEnum": "accounts.models.TOKEN_ROLE_CHOICES",
+        "MinistryStateEnum": "accounts.models.Ministry.State",
+    },
 }
 
 # API tokens: how long one lives unless the creator says otherwise.

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from accounts.access import access_for
-from accounts.models import Agent, ApiToken, Ministry, Role, RoleGrant
+from accounts.models import TOKEN_ROLE_CHOICES, Agent, ApiToken, Ministry, Role, RoleGrant
 
 
 def _access(serializer):
@@ -142,7 +142,7 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=100)
     ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
-    role = serializers.ChoiceField(choices=[r.value for r in ApiToken.TOKEN_ROLES])
+    role = serializers.ChoiceField(choices=TOKEN_ROLE_CHOICES)
     expires_in_days = serializers.IntegerField(min_value=1, required=False)
 
     def __init__(self, *args, ministries=None, **kwargs):

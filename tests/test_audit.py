@@ -1,0 +1,159 @@
+"""The audit trail: chained, append-only in the database, tampering detected."""
+
+import threading
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+
+from accounts import services
+from audit.actor import Actor
+from audit.models import AuditChainHead, AuditEvent
+from audit.services import GENESIS_HASH, audit_chain_verify, audit_record
+from tests.conftest import requires_postgres
+from tests.factories import MinistryFactory
+
+SYSTEM = Actor.system("tests")
+
+
+def _record(n, **kw):
+    ministry = MinistryFactory()
+    return [audit_record(actor=SYSTEM, action=f"test.{i}", target=ministry,
+                         ministry_id=ministry.pk, data={"i": i, **kw}) for i in range(n)]
+
+
+@pytest.mark.django_db
+def test_events_are_chained_from_genesis():
+    """Each event points to the previous one's hash; the first to the genesis hash."""
+    events = _record(3)
+    assert [e.sequence for e in events] == [1, 2, 3]
+    assert events[0].prev_hash == GENESIS_HASH
+    assert events[1].prev_hash == events[0].hash
+    assert events[2].prev_hash == events[1].hash
+    assert AuditChainHead.objects.get().hash == events[2].hash
+    assert audit_chain_verify().intact
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_write_leaves_no_event():
+    """An event is written in its service's transaction: a failure leaves nothing."""
+    with pytest.raises(RuntimeError), transaction.atomic():
+        _record(1)
+        raise RuntimeError("the service failed after auditing")
+    assert AuditEvent.objects.count() == 0
+    assert audit_chain_verify().intact
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_auditevent SET action = 'forged'",
+    "DELETE FROM audit_auditevent",
+])
+def test_the_database_refuses_update_and_delete(statement):
+    """Append-only is enforced by the database, not only by the code."""
+    _record(2)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    assert AuditEvent.objects.filter(action="forged").count() == 0
+    assert AuditEvent.objects.count() == 2
+
+
+def _bypass_triggers(sql, params=()):
+    """What an attacker with the table owner's rights could do."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
+        cursor.execute(sql, params)
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+
+
+@requires_postgres
+@pytest.mark.django_db
+def test_audit_verify_names_a_modified_event():
+    """Rewriting an event's content is detected and its number given."""
+    _record(5)
+    _bypass_triggers("UPDATE audit_auditevent SET actor_label = 'someone-else' "
+                     "WHERE sequence = 3")
+    with pytest.raises(CommandError, match=r"BROKEN at event #3: event #3 was modified"):
+        call_command("audit_verify")
+
+
+@requires_postgres
+@pytest.mark.django_db
+def test_audit_verify_detects_a_rehashed_event():
+    """Recomputing the forged event's own hash still breaks the next link."""
+    events = _record(4)
+    forged = events[1]
+    forged.action = "forged"
+    from audit.services import audit_event_digest
+
+    _bypass_triggers("UPDATE audit_auditevent SET action = 'forged', hash = %s "
+                     "WHERE sequence = 2", [audit_event_digest(event=forged)])
+    result = audit_chain_verify()
+    assert not result.intact
+    assert result.broken_sequence == 3
+    assert "does not point to the hash" in result.reason
+
+
+@requires_postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize(("deleted", "broken"), [(2, 2), (4, 4)])
+def test_audit_verify_detects_removed_events(deleted, broken):
+    """A removed event, in the middle or at the end of the trail, is detected."""
+    _record(4)
+    _bypass_triggers("DELETE FROM audit_auditevent WHERE sequence = %s", [deleted])
+    result = audit_chain_verify()
+    assert not result.intact
+    assert result.broken_sequence == broken
+
+
+@pytest.mark.django_db
+def test_audit_verify_says_intact(capsys):
+    """On an untouched trail the command says so and counts the events."""
+    _record(3)
+    call_command("audit_verify")
+    assert "Audit chain intact: 3 events." in capsys.readouterr().out
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_one_chain():
+    """Writers in parallel transactions are chained one after another, no fork."""
+    ministry = MinistryFactory()
+    errors = []
+
+    def write(i):
+        try:
+            for j in range(5):
+                with transaction.atomic():
+                    audit_record(actor=SYSTEM, action="test.concurrent", target=ministry,
+                                 data={"thread": i, "n": j})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert AuditEvent.objects.count() == 30
+    assert audit_chain_verify().intact
+
+
+@pytest.mark.django_db
+def test_write_services_record_who_what_and_where(world):
+    """A service call leaves an event naming the actor, the object and the address."""
+    actor = Actor(user=world.admin_a, ip="192.0.2.10", label=world.admin_a.email)
+    agent = services.agent_create(actor=actor, ministry=world.a,
+                                  email=f"new@{world.a.code}.gouv.fr")
+    event = AuditEvent.objects.get(action="agent.create")
+    assert event.actor_id == world.admin_a.pk
+    assert event.actor_label == world.admin_a.email
+    assert event.ip == "192.0.2.10"
+    assert event.object_type == "accounts.agent"
+    assert event.object_id == str(agent.pk)
+    assert event.ministry_id == world.a.pk

@@ -206,7 +206,8 @@ def agent_create(*, actor: Actor, ministry: Ministry, email: str, **fields) -> A
 @transaction.atomic
 def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
     """Change an agent's directory attributes or email (its ministry's admins)."""
-    agent = Agent.objects.select_for_update().select_related("ministry").get(pk=agent.pk)
+    agent = (Agent.objects.select_for_update(of=("self",)).select_related("ministry")
+             .get(pk=agent.pk))
     _require_admin(actor, agent.ministry_id)
     if "email" in fields:
         fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
@@ -356,7 +357,7 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
 
 def api_token_authenticate(*, clear: str) -> ApiToken:
     """Find the usable token matching a presented secret, or say precisely why not."""
-    parts = clear.split("_")
+    parts = clear.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 8 or len(parts[2]) < 32:
         raise ValueError(_("Malformed API token."))
     token = (ApiToken.objects.select_related("ministry")

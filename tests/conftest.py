@@ -63,8 +63,8 @@ def world(db) -> World:
 
 
 def client_as(user) -> APIClient:
-    """An API client logged in with a session (as the console does)."""
-    client = APIClient()
+    """An API client logged in with a session (as the console does), asking for English."""
+    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
         client.force_login(user)
     return client
@@ -74,4 +74,4 @@ def client_with_token(admin, ministry, role: str) -> APIClient:
     """An API client carrying a fresh API token of ``ministry`` with ``role``."""
     _, clear = api_token_create(actor=Actor(user=admin, label="tests"), ministry=ministry,
                                 role=role, name="tests")
-    return APIClient(HTTP_AUTHORIZATION=f"Bearer {clear}")
+    return APIClient(HTTP_AUTHORIZATION=f"Bearer {clear}", HTTP_ACCEPT_LANGUAGE="en")

@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create the virtualenv and install pinned dependencies
 
-run: $(STAMP) ## Migrate, seed the demo and start the app on http://127.0.0.1:$(PORT)/
+run: $(STAMP) ## Migrate, seed the demo and start the app on http://127.0.0.1:8000/
 	mkdir -p var
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --verbosity 0
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo

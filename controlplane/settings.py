@@ -52,6 +52,13 @@ CELERY_TASK_ROUTES = {
     "audit.tasks.*": {"queue": "audit"},
 }
 
+CELERY_BEAT_SCHEDULE = {
+    "audit-chain-verify-nightly": {
+        "task": "audit.tasks.audit_chain_verify_task",
+        "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=24 * 3600),
+    },
+}
+
 if not DEBUG:
     problems = []
     if SECRET_KEY == DEMO_SECRET_KEY or len(SECRET_KEY) < 50:
@@ -163,6 +170,9 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+# Behind the load balancer, audit events take the client address from the last
+# X-Forwarded-For entry (the one the balancer appended); never trust it otherwise.
+TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -199,7 +209,7 @@ SPECTACULAR_SETTINGS = {
 # API tokens: how long one lives unless the creator says otherwise.
 API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
 API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=366)
-# The readiness probe gives the database and the broker this long to answer.
+# The readiness probe gives the broker this long to answer.
 READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
 
 LOGGING = {

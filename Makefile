@@ -46,7 +46,7 @@ format: $(STAMP) ## Reformat the code
 	$(BIN)/ruff format .
 
 schema: $(STAMP) ## Regenerate the committed OpenAPI schema
-	DEBUG=1 $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python manage.py spectacular --lang en --validate --fail-on-warn --file docs/openapi.yaml
 
 messages: $(STAMP) ## Refresh and compile the French and English translations
 	DEBUG=1 $(BIN)/python manage.py makemessages -l fr -l en --ignore '.venv/*' --ignore 'node_modules/*'

@@ -7,6 +7,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +28,9 @@ def _check_database() -> None:
 def _check_broker() -> str:
     if not settings.CELERY_BROKER_URL:
         return "eager (demo mode, no broker)"
-    from controlplane.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=settings.READYZ_TIMEOUT_SECONDS)
+    timeout = settings.READYZ_TIMEOUT_SECONDS
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
     return "ok"
 
 

@@ -73,10 +73,12 @@ def access_for(user) -> Access:
     token = getattr(user, "api_token", None)
     if token is not None:
         access = Access(
-            admin_of=frozenset({token.ministry_id}) if token.role == Role.MINISTRY_ADMIN else
-            frozenset(),
-            auditor_of=frozenset({token.ministry_id}) if token.role == Role.AUDITOR else
-            frozenset(),
+            admin_of=frozenset({token.ministry_id})
+            if token.role == Role.MINISTRY_ADMIN
+            else frozenset(),
+            auditor_of=frozenset({token.ministry_id})
+            if token.role == Role.AUDITOR
+            else frozenset(),
             via_token=True,
         )
     elif not user.is_active:

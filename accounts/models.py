@@ -35,8 +35,9 @@ class Ministry(BaseModel):
         blank=True,
         help_text=_("Tags a media node must carry to host this ministry's meetings."),
     )
-    retention_days = models.PositiveIntegerField(_("retention of personal usage data (days)"),
-                                                 default=365)
+    retention_days = models.PositiveIntegerField(
+        _("retention of personal usage data (days)"), default=365
+    )
 
     class Meta:
         ordering = ["name"]
@@ -62,8 +63,9 @@ class MinistryDomain(models.Model):
     class Meta:
         ordering = ["domain"]
         constraints = [
-            models.CheckConstraint(condition=Q(domain=Lower("domain")),
-                                   name="ministry_domain_lowercase"),
+            models.CheckConstraint(
+                condition=Q(domain=Lower("domain")), name="ministry_domain_lowercase"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -105,16 +107,22 @@ class AgentManager(BaseUserManager):
 class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
     """A public servant; bound to the identity provider's ``sub`` at first login."""
 
-    sub = models.CharField(_("identity provider subject"), max_length=255, null=True,
-                           blank=True, unique=True)
+    sub = models.CharField(
+        _("identity provider subject"), max_length=255, null=True, blank=True, unique=True
+    )
     email = models.EmailField(_("email"), max_length=254, unique=True)
     given_name = models.CharField(_("given name"), max_length=150, blank=True)
     usual_name = models.CharField(_("usual name"), max_length=150, blank=True)
-    ministry = models.ForeignKey(Ministry, on_delete=models.PROTECT, related_name="agents",
-                                 null=True, blank=True, verbose_name=_("ministry"))
+    ministry = models.ForeignKey(
+        Ministry,
+        on_delete=models.PROTECT,
+        related_name="agents",
+        null=True,
+        blank=True,
+        verbose_name=_("ministry"),
+    )
     external_id = models.CharField(_("directory identifier"), max_length=255, blank=True)
-    organizational_unit = models.CharField(_("organisational unit"), max_length=255,
-                                           blank=True)
+    organizational_unit = models.CharField(_("organisational unit"), max_length=255, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     is_staff = models.BooleanField(_("Django admin access"), default=False)
     deactivated_at = models.DateTimeField(_("deactivated at"), null=True, blank=True)
@@ -168,10 +176,12 @@ class RoleGrant(BaseModel):
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
     role = models.CharField(max_length=16, choices=Role)
-    ministry = models.ForeignKey(Ministry, on_delete=models.CASCADE, related_name="grants",
-                                 null=True, blank=True)
-    granted_by = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True,
-                                   related_name="+")
+    ministry = models.ForeignKey(
+        Ministry, on_delete=models.CASCADE, related_name="grants", null=True, blank=True
+    )
+    granted_by = models.ForeignKey(
+        Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["created_at"]
@@ -184,12 +194,16 @@ class RoleGrant(BaseModel):
                 ),
                 name="role_grant_scope_valid",
             ),
-            models.UniqueConstraint(fields=["agent", "role", "ministry"],
-                                    condition=Q(ministry__isnull=False),
-                                    name="role_grant_unique_scoped"),
-            models.UniqueConstraint(fields=["agent", "role"],
-                                    condition=Q(ministry__isnull=True),
-                                    name="role_grant_unique_national"),
+            models.UniqueConstraint(
+                fields=["agent", "role", "ministry"],
+                condition=Q(ministry__isnull=False),
+                name="role_grant_unique_scoped",
+            ),
+            models.UniqueConstraint(
+                fields=["agent", "role"],
+                condition=Q(ministry__isnull=True),
+                name="role_grant_unique_national",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -213,8 +227,9 @@ class ApiToken(BaseModel):
     role = models.CharField(max_length=16, choices=TOKEN_ROLE_CHOICES)
     prefix = models.CharField(max_length=16, db_index=True)
     digest = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -222,8 +237,9 @@ class ApiToken(BaseModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(role__in=["ministry_admin", "auditor"]),
-                                   name="api_token_role_valid"),
+            models.CheckConstraint(
+                condition=Q(role__in=["ministry_admin", "auditor"]), name="api_token_role_valid"
+            ),
         ]
 
     def __str__(self) -> str:

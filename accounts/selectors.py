@@ -67,4 +67,3 @@ def api_token_list(*, user) -> QuerySet[ApiToken]:
     if readable is None:
         return tokens
     return tokens.filter(ministry_id__in=readable)
-

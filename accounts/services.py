@@ -18,7 +18,15 @@ from django.utils.translation import gettext as _
 
 from accounts.access import access_for
 from accounts.identifiers import validate_email_domain, validate_siren, validate_siret
-from accounts.models import Agent, ApiToken, Ministry, MinistryDomain, MinistrySiret, Role, RoleGrant
+from accounts.models import (
+    Agent,
+    ApiToken,
+    Ministry,
+    MinistryDomain,
+    MinistrySiret,
+    Role,
+    RoleGrant,
+)
 from audit.actor import Actor
 from audit.services import audit_record
 
@@ -61,27 +69,32 @@ def _check_owned_elsewhere(ministry: Ministry | None, domains, sirets) -> None:
     taken = sorted(others.values_list("domain", flat=True))
     if taken:
         errors["domains"] = _("Already owned by another ministry: %(list)s.") % {
-            "list": ", ".join(taken)}
+            "list": ", ".join(taken)
+        }
     taken = sorted(others_siret.values_list("siret", flat=True))
     if taken:
         errors["sirets"] = _("Already owned by another ministry: %(list)s.") % {
-            "list": ", ".join(taken)}
+            "list": ", ".join(taken)
+        }
     if errors:
         raise ValidationError(errors)
 
 
-def _set_identifiers(ministry: Ministry, domains: list[str] | None,
-                     sirets: list[str] | None) -> None:
+def _set_identifiers(
+    ministry: Ministry, domains: list[str] | None, sirets: list[str] | None
+) -> None:
     if domains is not None:
         MinistryDomain.objects.filter(ministry=ministry).exclude(domain__in=domains).delete()
         existing = set(ministry.domains.values_list("domain", flat=True))
         MinistryDomain.objects.bulk_create(
-            MinistryDomain(ministry=ministry, domain=d) for d in domains if d not in existing)
+            MinistryDomain(ministry=ministry, domain=d) for d in domains if d not in existing
+        )
     if sirets is not None:
         MinistrySiret.objects.filter(ministry=ministry).exclude(siret__in=sirets).delete()
         existing = set(ministry.sirets.values_list("siret", flat=True))
         MinistrySiret.objects.bulk_create(
-            MinistrySiret(ministry=ministry, siret=s) for s in sirets if s not in existing)
+            MinistrySiret(ministry=ministry, siret=s) for s in sirets if s not in existing
+        )
 
 
 def _save_identifiers(ministry, domains, sirets) -> None:
@@ -99,8 +112,16 @@ MINISTRY_FIELDS = ("name", "state", "jit_provisioning", "residency_tags", "reten
 
 
 @transaction.atomic
-def ministry_create(*, actor: Actor, code: str, name: str, siren: str,
-                    domains: list[str] = (), sirets: list[str] = (), **fields) -> Ministry:
+def ministry_create(
+    *,
+    actor: Actor,
+    code: str,
+    name: str,
+    siren: str,
+    domains: list[str] = (),
+    sirets: list[str] = (),
+    **fields,
+) -> Ministry:
     """Onboard a ministry (operators only)."""
     _require_operator(actor)
     try:
@@ -121,15 +142,32 @@ def ministry_create(*, actor: Actor, code: str, name: str, siren: str,
     ministry.full_clean(validate_unique=False)
     ministry.save(force_insert=True)
     _save_identifiers(ministry, domains, sirets)
-    audit_record(actor=actor, action="ministry.create", target=ministry, ministry_id=ministry.pk,
-                 data={"code": code, "name": name, "siren": siren, "domains": domains,
-                       "sirets": sirets, **fields})
+    audit_record(
+        actor=actor,
+        action="ministry.create",
+        target=ministry,
+        ministry_id=ministry.pk,
+        data={
+            "code": code,
+            "name": name,
+            "siren": siren,
+            "domains": domains,
+            "sirets": sirets,
+            **fields,
+        },
+    )
     return ministry
 
 
 @transaction.atomic
-def ministry_update(*, actor: Actor, ministry: Ministry, domains: list[str] | None = None,
-                    sirets: list[str] | None = None, **fields) -> Ministry:
+def ministry_update(
+    *,
+    actor: Actor,
+    ministry: Ministry,
+    domains: list[str] | None = None,
+    sirets: list[str] | None = None,
+    **fields,
+) -> Ministry:
     """Change a ministry's settings and identifiers (operators only)."""
     _require_operator(actor)
     ministry = Ministry.objects.select_for_update().get(pk=ministry.pk)
@@ -150,8 +188,13 @@ def ministry_update(*, actor: Actor, ministry: Ministry, domains: list[str] | No
     ministry.full_clean(validate_unique=False)
     ministry.save()
     _save_identifiers(ministry, domains, sirets)
-    audit_record(actor=actor, action="ministry.update", target=ministry,
-                 ministry_id=ministry.pk, data=changes)
+    audit_record(
+        actor=actor,
+        action="ministry.update",
+        target=ministry,
+        ministry_id=ministry.pk,
+        data=changes,
+    )
     return ministry
 
 
@@ -162,9 +205,12 @@ def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
     email = (email or "").strip().lower()
     domain = email.rpartition("@")[2]
     if not ministry.domains.filter(domain=domain).exists():
-        raise ValidationError({"email": _(
-            "The domain “%(domain)s” is not one of the ministry's email domains."
-        ) % {"domain": domain}})
+        raise ValidationError(
+            {
+                "email": _("The domain “%(domain)s” is not one of the ministry's email domains.")
+                % {"domain": domain}
+            }
+        )
     clash = Agent.objects.filter(email__iexact=email)
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
@@ -180,8 +226,9 @@ def _check_external_id(ministry: Ministry, external_id: str, exclude_pk=None) ->
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
     if clash.exists():
-        raise ValidationError({"external_id": _(
-            "Another agent of this ministry has this directory identifier.")})
+        raise ValidationError(
+            {"external_id": _("Another agent of this ministry has this directory identifier.")}
+        )
 
 
 @transaction.atomic
@@ -190,24 +237,31 @@ def agent_create(*, actor: Actor, ministry: Ministry, email: str, **fields) -> A
     _require_admin(actor, ministry.pk)
     email = _check_agent_email(ministry, email)
     _check_external_id(ministry, fields.get("external_id", ""))
-    agent = Agent(email=email, ministry=ministry,
-                  **{k: v for k, v in fields.items() if k in AGENT_FIELDS})
+    agent = Agent(
+        email=email, ministry=ministry, **{k: v for k, v in fields.items() if k in AGENT_FIELDS}
+    )
     agent.set_unusable_password()
     try:
         with transaction.atomic():
             agent.save(force_insert=True)
     except IntegrityError as exc:
         raise ValidationError({"email": _("An agent with this email already exists.")}) from exc
-    audit_record(actor=actor, action="agent.create", target=agent, ministry_id=ministry.pk,
-                 data={"email": email, **fields})
+    audit_record(
+        actor=actor,
+        action="agent.create",
+        target=agent,
+        ministry_id=ministry.pk,
+        data={"email": email, **fields},
+    )
     return agent
 
 
 @transaction.atomic
 def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
     """Change an agent's directory attributes or email (its ministry's admins)."""
-    agent = (Agent.objects.select_for_update(of=("self",)).select_related("ministry")
-             .get(pk=agent.pk))
+    agent = (
+        Agent.objects.select_for_update(of=("self",)).select_related("ministry").get(pk=agent.pk)
+    )
     _require_admin(actor, agent.ministry_id)
     if "email" in fields:
         fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
@@ -221,8 +275,13 @@ def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
             changes[name] = {"from": getattr(agent, name), "to": value}
             setattr(agent, name, value)
     agent.save()
-    audit_record(actor=actor, action="agent.update", target=agent, ministry_id=agent.ministry_id,
-                 data=changes)
+    audit_record(
+        actor=actor,
+        action="agent.update",
+        target=agent,
+        ministry_id=agent.ministry_id,
+        data=changes,
+    )
     return agent
 
 
@@ -242,8 +301,9 @@ def agent_deactivate(*, actor: Actor, agent: Agent) -> Agent:
     agent.is_active = False
     agent.deactivated_at = timezone.now()
     agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
-    audit_record(actor=actor, action="agent.deactivate", target=agent,
-                 ministry_id=agent.ministry_id)
+    audit_record(
+        actor=actor, action="agent.deactivate", target=agent, ministry_id=agent.ministry_id
+    )
     return agent
 
 
@@ -257,14 +317,16 @@ def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     agent.is_active = True
     agent.deactivated_at = None
     agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
-    audit_record(actor=actor, action="agent.reactivate", target=agent,
-                 ministry_id=agent.ministry_id)
+    audit_record(
+        actor=actor, action="agent.reactivate", target=agent, ministry_id=agent.ministry_id
+    )
     return agent
 
 
 @transaction.atomic
-def role_grant_create(*, actor: Actor, agent: Agent, role: str,
-                      ministry: Ministry | None = None) -> RoleGrant:
+def role_grant_create(
+    *, actor: Actor, agent: Agent, role: str, ministry: Ministry | None = None
+) -> RoleGrant:
     """Grant a role. Operators grant anything; a ministry admin grants admin or
     auditor roles on their own ministry to its agents. Tokens never grant."""
     access = access_for(actor.user)
@@ -286,9 +348,13 @@ def role_grant_create(*, actor: Actor, agent: Agent, role: str,
         raise ValidationError({"role": _("This agent already holds this role.")})
     grant = RoleGrant(agent=agent, role=role, ministry=ministry, granted_by=actor.agent)
     grant.save(force_insert=True)
-    audit_record(actor=actor, action="role_grant.create", target=grant,
-                 ministry_id=ministry.pk if ministry else None,
-                 data={"agent": agent.email, "role": role})
+    audit_record(
+        actor=actor,
+        action="role_grant.create",
+        target=grant,
+        ministry_id=ministry.pk if ministry else None,
+        data={"agent": agent.email, "role": role},
+    )
     return grant
 
 
@@ -302,9 +368,13 @@ def role_grant_delete(*, actor: Actor, grant: RoleGrant) -> None:
         _require_operator(actor)
     else:
         _require_admin(actor, grant.ministry_id)
-    audit_record(actor=actor, action="role_grant.delete", target=grant,
-                 ministry_id=grant.ministry_id,
-                 data={"agent": grant.agent.email, "role": grant.role})
+    audit_record(
+        actor=actor,
+        action="role_grant.delete",
+        target=grant,
+        ministry_id=grant.ministry_id,
+        data={"agent": grant.agent.email, "role": grant.role},
+    )
     grant.delete()
 
 
@@ -313,8 +383,9 @@ def _token_digest(token: str) -> str:
 
 
 @transaction.atomic
-def api_token_create(*, actor: Actor, ministry: Ministry, role: str, name: str,
-                     expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+def api_token_create(
+    *, actor: Actor, ministry: Ministry, role: str, name: str, expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
     """Create a token for a ministry's automation; returns it with its only clear copy."""
     access = access_for(actor.user)
     if access.via_token:
@@ -324,16 +395,31 @@ def api_token_create(*, actor: Actor, ministry: Ministry, role: str, name: str,
         raise ValidationError({"role": _("A token's role is ministry_admin or auditor.")})
     days = expires_in_days or settings.API_TOKEN_DEFAULT_DAYS
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
-        raise ValidationError({"expires_in_days": _(
-            "Between 1 and %(max)d days.") % {"max": settings.API_TOKEN_MAX_DAYS}})
+        raise ValidationError(
+            {
+                "expires_in_days": _("Between 1 and %(max)d days.")
+                % {"max": settings.API_TOKEN_MAX_DAYS}
+            }
+        )
     prefix = secrets.token_hex(4)
     clear = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    token = ApiToken(name=name, ministry=ministry, role=role, prefix=prefix,
-                     digest=_token_digest(clear), created_by=actor.agent,
-                     expires_at=timezone.now() + timedelta(days=days))
+    token = ApiToken(
+        name=name,
+        ministry=ministry,
+        role=role,
+        prefix=prefix,
+        digest=_token_digest(clear),
+        created_by=actor.agent,
+        expires_at=timezone.now() + timedelta(days=days),
+    )
     token.save(force_insert=True)
-    audit_record(actor=actor, action="api_token.create", target=token, ministry_id=ministry.pk,
-                 data={"name": name, "role": role, "prefix": prefix, "days": days})
+    audit_record(
+        actor=actor,
+        action="api_token.create",
+        target=token,
+        ministry_id=ministry.pk,
+        data={"name": name, "role": role, "prefix": prefix, "days": days},
+    )
     return token, clear
 
 
@@ -347,11 +433,17 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
     else:
         _require_admin(actor, token.ministry_id)
     updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now())
+        revoked_at=timezone.now()
+    )
     token.refresh_from_db()
     if updated:
-        audit_record(actor=actor, action="api_token.revoke", target=token,
-                     ministry_id=token.ministry_id, data={"prefix": token.prefix})
+        audit_record(
+            actor=actor,
+            action="api_token.revoke",
+            target=token,
+            ministry_id=token.ministry_id,
+            data={"prefix": token.prefix},
+        )
     return token
 
 
@@ -360,8 +452,7 @@ def api_token_authenticate(*, clear: str) -> ApiToken:
     parts = clear.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 8 or len(parts[2]) < 32:
         raise ValueError(_("Malformed API token."))
-    token = (ApiToken.objects.select_related("ministry")
-             .filter(digest=_token_digest(clear)).first())
+    token = ApiToken.objects.select_related("ministry").filter(digest=_token_digest(clear)).first()
     if token is None:
         raise ValueError(_("Unknown API token."))
     if token.revoked_at is not None:
@@ -373,13 +464,15 @@ def api_token_authenticate(*, clear: str) -> ApiToken:
         raise ValueError(_("This ministry is suspended."))
     # Record use at most once a minute: one conditional UPDATE, no write per request.
     ApiToken.objects.filter(pk=token.pk).exclude(
-        last_used_at__gt=now - timedelta(minutes=1)).update(last_used_at=now)
+        last_used_at__gt=now - timedelta(minutes=1)
+    ).update(last_used_at=now)
     return token
 
 
 @transaction.atomic
-def operator_bootstrap(*, actor: Actor, email: str, given_name: str = "",
-                       usual_name: str = "") -> RoleGrant:
+def operator_bootstrap(
+    *, actor: Actor, email: str, given_name: str = "", usual_name: str = ""
+) -> RoleGrant:
     """Make ``email`` a platform operator from the operator's shell (no caller to check:
     whoever runs ``manage.py`` already holds the keys). Idempotent."""
     if actor.user is not None:
@@ -388,9 +481,12 @@ def operator_bootstrap(*, actor: Actor, email: str, given_name: str = "",
     agent = Agent.objects.filter(email=email).first()
     if agent is None:
         agent = Agent.objects.create_user(email, given_name=given_name, usual_name=usual_name)
-    grant, created = RoleGrant.objects.get_or_create(agent=agent, role=Role.OPERATOR,
-                                                     ministry=None)
+    grant, created = RoleGrant.objects.get_or_create(agent=agent, role=Role.OPERATOR, ministry=None)
     if created:
-        audit_record(actor=actor, action="role_grant.create", target=grant,
-                     data={"agent": email, "role": Role.OPERATOR, "bootstrap": True})
+        audit_record(
+            actor=actor,
+            action="role_grant.create",
+            target=grant,
+            data={"agent": email, "role": Role.OPERATOR, "bootstrap": True},
+        )
     return grant

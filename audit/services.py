@@ -53,7 +53,8 @@ def audit_record(
     are chained one after the other and a rolled-back write leaves no event.
     """
     head, _ = AuditChainHead.objects.select_for_update().get_or_create(
-        pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH})
+        pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH}
+    )
     agent = actor.agent
     token = actor.token
     event = AuditEvent(
@@ -98,27 +99,36 @@ def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
     for event in events:
         if event.sequence != expected_sequence:
             return ChainVerification(
-                False, checked, expected_sequence,
+                False,
+                checked,
+                expected_sequence,
                 f"event #{expected_sequence} is missing (next found is #{event.sequence})",
             )
         if event.prev_hash != expected_prev:
             return ChainVerification(
-                False, checked, event.sequence,
+                False,
+                checked,
+                event.sequence,
                 f"event #{event.sequence} does not point to the hash of the event before it",
             )
         if audit_event_digest(event=event) != event.hash:
             return ChainVerification(
-                False, checked, event.sequence,
+                False,
+                checked,
+                event.sequence,
                 f"event #{event.sequence} was modified: its content no longer matches its hash",
             )
         expected_prev = event.hash
         expected_sequence += 1
         checked += 1
-    head = AuditChainHead.objects.filter(pk=1).first() or AuditChainHead(sequence=0,
-                                                                         hash=GENESIS_HASH)
+    head = AuditChainHead.objects.filter(pk=1).first() or AuditChainHead(
+        sequence=0, hash=GENESIS_HASH
+    )
     if head.sequence != checked or head.hash != expected_prev:
         return ChainVerification(
-            False, checked, checked + 1,
+            False,
+            checked,
+            checked + 1,
             f"the chain head records event #{head.sequence} but the trail ends at #{checked}",
         )
     return ChainVerification(True, checked)

@@ -28,15 +28,19 @@ def home(request):
     )
     if not access.is_staff_role:
         ministries = ministries.none()
-    states = {state: 0 for state in Ministry.State.values}
+    states = dict.fromkeys(Ministry.State.values, 0)
     for ministry in ministries:
         states[ministry.state] += 1
-    return render(request, "console/home.html", {
-        "ministries": ministries,
-        "state_counts": [(Ministry.State(s).label, n) for s, n in states.items()],
-        "me": request.user,
-        "title": "Accueil",
-    })
+    return render(
+        request,
+        "console/home.html",
+        {
+            "ministries": ministries,
+            "state_counts": [(Ministry.State(s).label, n) for s, n in states.items()],
+            "me": request.user,
+            "title": "Accueil",
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -47,18 +51,22 @@ def login_page(request):
     demo_agents = []
     if settings.DEMO_LOGIN:
         if request.method == "POST":
-            agent = Agent.objects.filter(email__iexact=request.POST.get("email", ""),
-                                         is_active=True).first()
+            agent = Agent.objects.filter(
+                email__iexact=request.POST.get("email", ""), is_active=True
+            ).first()
             if agent is None:
                 raise Http404("Unknown demo account")
             login(request, agent, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("console:home")
-        demo_agents = (Agent.objects.filter(is_active=True).select_related("ministry")
-                       .prefetch_related("grants").order_by("ministry__name", "email"))
+        demo_agents = (
+            Agent.objects.filter(is_active=True)
+            .select_related("ministry")
+            .prefetch_related("grants")
+            .order_by("ministry__name", "email")
+        )
     elif request.method == "POST":
         return redirect("console:login")
-    return render(request, "console/login.html", {"demo_agents": demo_agents,
-                                                  "title": "Connexion"})
+    return render(request, "console/login.html", {"demo_agents": demo_agents, "title": "Connexion"})
 
 
 @require_POST

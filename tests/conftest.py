@@ -13,9 +13,11 @@ from controlplane.celery import app as celery_app
 from tests.factories import AgentFactory, MinistryFactory, grant
 
 requires_postgres = pytest.mark.skipif(
-    not settings.POSTGRES_AVAILABLE, reason="PostgreSQL does not answer on 127.0.0.1:5432")
+    not settings.POSTGRES_AVAILABLE, reason="PostgreSQL does not answer on 127.0.0.1:5432"
+)
 requires_redis = pytest.mark.skipif(
-    not settings.REDIS_AVAILABLE, reason="Redis does not answer on 127.0.0.1:6379")
+    not settings.REDIS_AVAILABLE, reason="Redis does not answer on 127.0.0.1:6379"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -52,8 +54,9 @@ def world(db) -> World:
         a=a,
         b=b,
         operator=grant(AgentFactory(ministry=None, email="op@numerique.gouv.fr"), Role.OPERATOR),
-        national_auditor=grant(AgentFactory(ministry=None, email="audit@numerique.gouv.fr"),
-                               Role.AUDITOR),
+        national_auditor=grant(
+            AgentFactory(ministry=None, email="audit@numerique.gouv.fr"), Role.AUDITOR
+        ),
         admin_a=grant(AgentFactory(ministry=a), Role.MINISTRY_ADMIN, a),
         admin_b=grant(AgentFactory(ministry=b), Role.MINISTRY_ADMIN, b),
         auditor_a=grant(AgentFactory(ministry=a), Role.AUDITOR, a),
@@ -72,6 +75,7 @@ def client_as(user) -> APIClient:
 
 def client_with_token(admin, ministry, role: str) -> APIClient:
     """An API client carrying a fresh API token of ``ministry`` with ``role``."""
-    _, clear = api_token_create(actor=Actor(user=admin, label="tests"), ministry=ministry,
-                                role=role, name="tests")
+    _, clear = api_token_create(
+        actor=Actor(user=admin, label="tests"), ministry=ministry, role=role, name="tests"
+    )
     return APIClient(HTTP_AUTHORIZATION=f"Bearer {clear}", HTTP_ACCEPT_LANGUAGE="en")

@@ -35,7 +35,8 @@ class AgentFactory(factory.django.DjangoModelFactory):
 
     ministry = factory.SubFactory(MinistryFactory)
     email = factory.LazyAttributeSequence(
-        lambda o, n: f"agent{n}@{o.ministry.code}.gouv.fr" if o.ministry else f"staff{n}@x.fr")
+        lambda o, n: f"agent{n}@{o.ministry.code}.gouv.fr" if o.ministry else f"staff{n}@x.fr"
+    )
     given_name = factory.Faker("first_name", locale="fr_FR")
     usual_name = factory.Faker("last_name", locale="fr_FR")
     password = factory.django.Password(None)

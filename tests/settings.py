@@ -15,15 +15,18 @@ os.environ.setdefault("SECRET_KEY", "tests-" + secrets.token_urlsafe(48))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/controlplane")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
-os.environ.setdefault("STATICFILES_BACKEND", "django.contrib.staticfiles.storage.StaticFilesStorage")
+os.environ.setdefault(
+    "STATICFILES_BACKEND", "django.contrib.staticfiles.storage.StaticFilesStorage"
+)
 os.environ["DEBUG"] = "0"
 
 
 def _answers(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1",
-                                       parsed.port or default_port), timeout=1):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1
+        ):
             return True
     except OSError:
         return False
@@ -35,15 +38,24 @@ REDIS_AVAILABLE = _answers(os.environ["CELERY_BROKER_URL"], 6379)
 if not POSTGRES_AVAILABLE:
     if IN_CI:
         raise SystemExit(f"CI: PostgreSQL does not answer at {os.environ['DATABASE_URL']}")
-    print("\n!!! PostgreSQL does not answer: the suite runs on SQLite and PostgreSQL-only "
-          "tests are SKIPPED !!!\n", file=sys.stderr)
+    print(
+        "\n!!! PostgreSQL does not answer: the suite runs on SQLite and PostgreSQL-only "
+        "tests are SKIPPED !!!\n",
+        file=sys.stderr,
+    )
     os.environ["DATABASE_URL"] = "sqlite:////tmp/controlplane-tests.sqlite3"
 if not REDIS_AVAILABLE:
     if IN_CI:
         raise SystemExit(f"CI: Redis does not answer at {os.environ['CELERY_BROKER_URL']}")
-    print("\n!!! Redis does not answer: integration tests that need it are SKIPPED !!!\n",
-          file=sys.stderr)
+    print(
+        "\n!!! Redis does not answer: integration tests that need it are SKIPPED !!!\n",
+        file=sys.stderr,
+    )
 
 from controlplane.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Static files come from the apps' folders (no collectstatic before the suite).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True

@@ -12,22 +12,31 @@ from tests.conftest import client_as, client_with_token
 pytestmark = pytest.mark.django_db
 
 NEW_MINISTRY = {
-    "code": "interieur", "name": "Ministère de l'Intérieur", "siren": "110014016",
-    "domains": ["interieur.gouv.fr"], "sirets": ["11001401600015"],
-    "state": "pilot", "residency_tags": ["secnumcloud"],
+    "code": "interieur",
+    "name": "Ministère de l'Intérieur",
+    "siren": "110014016",
+    "domains": ["interieur.gouv.fr"],
+    "sirets": ["11001401600015"],
+    "state": "pilot",
+    "residency_tags": ["secnumcloud"],
 }
 
 
 def written():
     """What a refused request must leave untouched."""
-    return (Ministry.objects.count(), MinistryDomain.objects.count(), Agent.objects.count(),
-            RoleGrant.objects.count(), ApiToken.objects.count(), AuditEvent.objects.count())
+    return (
+        Ministry.objects.count(),
+        MinistryDomain.objects.count(),
+        Agent.objects.count(),
+        RoleGrant.objects.count(),
+        ApiToken.objects.count(),
+        AuditEvent.objects.count(),
+    )
 
 
 def test_operator_onboards_a_ministry(world):
     """An operator creates a ministry with its identifiers; it is audited."""
-    response = client_as(world.operator).post("/api/v1/ministries/", NEW_MINISTRY,
-                                              format="json")
+    response = client_as(world.operator).post("/api/v1/ministries/", NEW_MINISTRY, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["domains"] == ["interieur.gouv.fr"]
@@ -38,21 +47,25 @@ def test_operator_onboards_a_ministry(world):
     assert event.ip == "127.0.0.1"
 
 
-@pytest.mark.parametrize(("change", "field", "message"), [
-    ({"siren": "110014017"}, "siren", "check digit"),
-    ({"siren": "11001401"}, "siren", "exactly 9 digits"),
-    ({"sirets": ["11001401600014"]}, "sirets", "check digit"),
-    ({"domains": ["alpha.gouv.fr"]}, "domains", "Already owned by another ministry: alpha"),
-    ({"domains": ["x.gouv.fr", "X.gouv.fr"]}, "domains", "listed twice"),
-    ({"domains": ["not a domain"]}, "domains", "not a valid"),
-    ({"code": "alpha"}, "code", "already exists"),
-    ({"state": "closed"}, "state", "not a valid choice"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"siren": "110014017"}, "siren", "check digit"),
+        ({"siren": "11001401"}, "siren", "exactly 9 digits"),
+        ({"sirets": ["11001401600014"]}, "sirets", "check digit"),
+        ({"domains": ["alpha.gouv.fr"]}, "domains", "Already owned by another ministry: alpha"),
+        ({"domains": ["x.gouv.fr", "X.gouv.fr"]}, "domains", "listed twice"),
+        ({"domains": ["not a domain"]}, "domains", "not a valid"),
+        ({"code": "alpha"}, "code", "already exists"),
+        ({"state": "closed"}, "state", "not a valid choice"),
+    ],
+)
 def test_bad_ministry_input_is_refused_and_writes_nothing(world, change, field, message):
     """Each bad field gets a 400 naming it and the reason; nothing is written."""
     before = written()
-    response = client_as(world.operator).post("/api/v1/ministries/",
-                                              {**NEW_MINISTRY, **change}, format="json")
+    response = client_as(world.operator).post(
+        "/api/v1/ministries/", {**NEW_MINISTRY, **change}, format="json"
+    )
     assert response.status_code == 400
     assert message in str(response.json()[field])
     assert written() == before
@@ -62,7 +75,8 @@ def test_a_siret_already_owned_is_refused(world):
     """A SIRET belongs to one ministry only."""
     taken = world.a.sirets.get().siret
     response = client_as(world.operator).post(
-        "/api/v1/ministries/", {**NEW_MINISTRY, "sirets": [taken]}, format="json")
+        "/api/v1/ministries/", {**NEW_MINISTRY, "sirets": [taken]}, format="json"
+    )
     assert response.status_code == 400
     assert taken in str(response.json()["sirets"])
 
@@ -78,8 +92,10 @@ def test_the_database_refuses_a_shared_domain(world):
 def test_operator_updates_identifiers(world):
     """A PATCH replaces the domain list and the response shows the new one."""
     response = client_as(world.operator).patch(
-        "/api/v1/ministries/alpha/", {"domains": ["alpha.gouv.fr", "alpha.fr"],
-                                      "state": "generalised"}, format="json")
+        "/api/v1/ministries/alpha/",
+        {"domains": ["alpha.gouv.fr", "alpha.fr"], "state": "generalised"},
+        format="json",
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["domains"] == ["alpha.fr", "alpha.gouv.fr"]
     assert Ministry.objects.get(code="alpha").state == "generalised"
@@ -87,25 +103,35 @@ def test_operator_updates_identifiers(world):
 
 def test_admin_creates_an_agent_in_their_ministry(world):
     """A ministry admin provisions an agent whose email is in the ministry's domain."""
-    response = client_as(world.admin_a).post("/api/v1/agents/", {
-        "ministry": "alpha", "email": "Jeanne.Doe@alpha.gouv.fr", "given_name": "Jeanne",
-        "usual_name": "Doe", "external_id": "E-1", "organizational_unit": "DSI"},
-        format="json")
+    response = client_as(world.admin_a).post(
+        "/api/v1/agents/",
+        {
+            "ministry": "alpha",
+            "email": "Jeanne.Doe@alpha.gouv.fr",
+            "given_name": "Jeanne",
+            "usual_name": "Doe",
+            "external_id": "E-1",
+            "organizational_unit": "DSI",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     agent = Agent.objects.get(email="jeanne.doe@alpha.gouv.fr")
     assert agent.ministry == world.a
     assert not agent.has_usable_password()
-    assert response.json()["abilities"] == {"update": True, "deactivate": True,
-                                            "reactivate": False}
+    assert response.json()["abilities"] == {"update": True, "deactivate": True, "reactivate": False}
 
 
-@pytest.mark.parametrize(("payload", "field", "message"), [
-    ({"ministry": "alpha", "email": "x@bravo.gouv.fr"}, "email", "not one of the ministry"),
-    ({"ministry": "nowhere", "email": "x@alpha.gouv.fr"}, "ministry", "does not exist"),
-    ({"ministry": "bravo", "email": "x@bravo.gouv.fr"}, "ministry", "does not exist"),
-    ({"ministry": "alpha", "email": "not-an-email"}, "email", "valid email"),
-    ({"email": "x@alpha.gouv.fr"}, "ministry", "required"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"ministry": "alpha", "email": "x@bravo.gouv.fr"}, "email", "not one of the ministry"),
+        ({"ministry": "nowhere", "email": "x@alpha.gouv.fr"}, "ministry", "does not exist"),
+        ({"ministry": "bravo", "email": "x@bravo.gouv.fr"}, "ministry", "does not exist"),
+        ({"ministry": "alpha", "email": "not-an-email"}, "email", "valid email"),
+        ({"email": "x@alpha.gouv.fr"}, "ministry", "required"),
+    ],
+)
 def test_bad_agent_input_is_refused_and_writes_nothing(world, payload, field, message):
     """Wrong domain, unknown or foreign ministry, bad email: 400 naming the field."""
     before = written()
@@ -118,8 +144,10 @@ def test_bad_agent_input_is_refused_and_writes_nothing(world, payload, field, me
 def test_duplicate_email_is_refused(world):
     """An email already used by an agent cannot be given to another."""
     response = client_as(world.admin_a).post(
-        "/api/v1/agents/", {"ministry": "alpha", "email": world.agent_a.email.upper()},
-        format="json")
+        "/api/v1/agents/",
+        {"ministry": "alpha", "email": world.agent_a.email.upper()},
+        format="json",
+    )
     assert response.status_code == 400
     assert "already exists" in str(response.json()["email"])
 
@@ -130,8 +158,9 @@ def test_filters_on_agents(world):
     client.post(f"/api/v1/agents/{world.agent_a.pk}/deactivate/")
     inactive = client.get("/api/v1/agents/", {"is_active": "false"}).json()["results"]
     assert [a["id"] for a in inactive] == [str(world.agent_a.pk)]
-    found = client.get("/api/v1/agents/", {"search": world.agent_b.email[:8],
-                                           "ministry": "bravo"}).json()["results"]
+    found = client.get(
+        "/api/v1/agents/", {"search": world.agent_b.email[:8], "ministry": "bravo"}
+    ).json()["results"]
     assert [a["id"] for a in found] == [str(world.agent_b.pk)]
 
 
@@ -156,8 +185,9 @@ def test_admin_cannot_deactivate_themselves(world):
 def test_admin_updates_and_reactivates_an_agent(world):
     """PATCH changes directory attributes; reactivate restores access."""
     client = client_as(world.admin_a)
-    response = client.patch(f"/api/v1/agents/{world.agent_a.pk}/",
-                            {"organizational_unit": "SGA"}, format="json")
+    response = client.patch(
+        f"/api/v1/agents/{world.agent_a.pk}/", {"organizational_unit": "SGA"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json()["organizational_unit"] == "SGA"
     client.post(f"/api/v1/agents/{world.agent_a.pk}/deactivate/")
@@ -169,17 +199,24 @@ def test_admin_updates_and_reactivates_an_agent(world):
 def test_admin_grants_roles_in_their_ministry_only(world):
     """An admin makes an agent of their ministry auditor; not an operator, not elsewhere."""
     client = client_as(world.admin_a)
-    ok = client.post("/api/v1/role-grants/", {"agent": str(world.agent_a.pk),
-                                              "role": "auditor", "ministry": "alpha"})
+    ok = client.post(
+        "/api/v1/role-grants/",
+        {"agent": str(world.agent_a.pk), "role": "auditor", "ministry": "alpha"},
+    )
     assert ok.status_code == 201, ok.json()
-    operator = client.post("/api/v1/role-grants/", {"agent": str(world.agent_a.pk),
-                                                    "role": "operator"})
+    operator = client.post(
+        "/api/v1/role-grants/", {"agent": str(world.agent_a.pk), "role": "operator"}
+    )
     assert operator.status_code == 403
-    foreign = client.post("/api/v1/role-grants/", {"agent": str(world.agent_b.pk),
-                                                   "role": "auditor", "ministry": "alpha"})
+    foreign = client.post(
+        "/api/v1/role-grants/",
+        {"agent": str(world.agent_b.pk), "role": "auditor", "ministry": "alpha"},
+    )
     assert foreign.status_code == 400
-    again = client.post("/api/v1/role-grants/", {"agent": str(world.agent_a.pk),
-                                                 "role": "auditor", "ministry": "alpha"})
+    again = client.post(
+        "/api/v1/role-grants/",
+        {"agent": str(world.agent_a.pk), "role": "auditor", "ministry": "alpha"},
+    )
     assert again.status_code == 400
     assert RoleGrant.objects.filter(agent=world.agent_a).count() == 1
 
@@ -187,8 +224,9 @@ def test_admin_grants_roles_in_their_ministry_only(world):
 def test_api_token_is_shown_once_and_stored_hashed(world):
     """The clear token appears only in the creation response; the database holds a digest."""
     client = client_as(world.admin_a)
-    response = client.post("/api/v1/api-tokens/", {"name": "SIRH sync", "ministry": "alpha",
-                                                   "role": "ministry_admin"})
+    response = client.post(
+        "/api/v1/api-tokens/", {"name": "SIRH sync", "ministry": "alpha", "role": "ministry_admin"}
+    )
     assert response.status_code == 201, response.json()
     clear = response.json()["token"]
     assert clear.startswith("vcp_")
@@ -220,24 +258,29 @@ def test_tokens_cannot_mint_tokens(world):
     """A token never creates another token (no escalation by automation)."""
     client = client_with_token(world.admin_a, world.a, Role.MINISTRY_ADMIN)
     before = written()
-    response = client.post("/api/v1/api-tokens/", {"name": "x", "ministry": "alpha",
-                                                   "role": "ministry_admin"})
+    response = client.post(
+        "/api/v1/api-tokens/", {"name": "x", "ministry": "alpha", "role": "ministry_admin"}
+    )
     assert response.status_code == 403
     assert written() == before
 
 
-@pytest.mark.parametrize(("header", "message"), [
-    ("Bearer", "Malformed Authorization header"),
-    ("Bearer vcp_123", "Malformed API token"),
-    ("Bearer a b", "Malformed Authorization header"),
-    ("Bearer vcp_abcdef12_" + "x" * 43, "Unknown API token"),
-])
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Bearer", "Malformed Authorization header"),
+        ("Bearer vcp_123", "Malformed API token"),
+        ("Bearer a b", "Malformed Authorization header"),
+        ("Bearer vcp_abcdef12_" + "x" * 43, "Unknown API token"),
+    ],
+)
 def test_malformed_or_unknown_tokens_get_401(world, header, message):
     """Bad bearer tokens are refused with a precise reason."""
     from rest_framework.test import APIClient
 
     response = APIClient(HTTP_AUTHORIZATION=header, HTTP_ACCEPT_LANGUAGE="en").get(
-        "/api/v1/agents/")
+        "/api/v1/agents/"
+    )
     assert response.status_code == 401
     assert message in response.json()["detail"]
 
@@ -261,9 +304,15 @@ def test_expired_and_revoked_tokens_get_401(world):
 
 def test_token_expiry_is_bounded(world, settings):
     """A token cannot live longer than API_TOKEN_MAX_DAYS."""
-    response = client_as(world.admin_a).post("/api/v1/api-tokens/", {
-        "name": "x", "ministry": "alpha", "role": "auditor",
-        "expires_in_days": settings.API_TOKEN_MAX_DAYS + 1})
+    response = client_as(world.admin_a).post(
+        "/api/v1/api-tokens/",
+        {
+            "name": "x",
+            "ministry": "alpha",
+            "role": "auditor",
+            "expires_in_days": settings.API_TOKEN_MAX_DAYS + 1,
+        },
+    )
     assert response.status_code == 400
     assert "expires_in_days" in response.json()
 
@@ -273,4 +322,3 @@ def test_suspended_ministry_tokens_stop_working(world):
     client = client_with_token(world.admin_a, world.a, Role.MINISTRY_ADMIN)
     Ministry.objects.filter(pk=world.a.pk).update(state="suspended")
     assert client.get("/api/v1/agents/").status_code == 401
-

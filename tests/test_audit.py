@@ -19,8 +19,16 @@ SYSTEM = Actor.system("tests")
 
 def _record(n, **kw):
     ministry = MinistryFactory()
-    return [audit_record(actor=SYSTEM, action=f"test.{i}", target=ministry,
-                         ministry_id=ministry.pk, data={"i": i, **kw}) for i in range(n)]
+    return [
+        audit_record(
+            actor=SYSTEM,
+            action=f"test.{i}",
+            target=ministry,
+            ministry_id=ministry.pk,
+            data={"i": i, **kw},
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.mark.django_db
@@ -46,16 +54,22 @@ def test_a_rolled_back_write_leaves_no_event():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_auditevent SET action = 'forged'",
-    "DELETE FROM audit_auditevent",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_auditevent SET action = 'forged'",
+        "DELETE FROM audit_auditevent",
+    ],
+)
 def test_the_database_refuses_update_and_delete(statement):
     """Append-only is enforced by the database, not only by the code."""
     _record(2)
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
     assert AuditEvent.objects.filter(action="forged").count() == 0
     assert AuditEvent.objects.count() == 2
 
@@ -73,8 +87,7 @@ def _bypass_triggers(sql, params=()):
 def test_audit_verify_names_a_modified_event():
     """Rewriting an event's content is detected and its number given."""
     _record(5)
-    _bypass_triggers("UPDATE audit_auditevent SET actor_label = 'someone-else' "
-                     "WHERE sequence = 3")
+    _bypass_triggers("UPDATE audit_auditevent SET actor_label = 'someone-else' WHERE sequence = 3")
     with pytest.raises(CommandError, match=r"BROKEN at event #3: event #3 was modified"):
         call_command("audit_verify")
 
@@ -88,8 +101,10 @@ def test_audit_verify_detects_a_rehashed_event():
     forged.action = "forged"
     from audit.services import audit_event_digest
 
-    _bypass_triggers("UPDATE audit_auditevent SET action = 'forged', hash = %s "
-                     "WHERE sequence = 2", [audit_event_digest(event=forged)])
+    _bypass_triggers(
+        "UPDATE audit_auditevent SET action = 'forged', hash = %s WHERE sequence = 2",
+        [audit_event_digest(event=forged)],
+    )
     result = audit_chain_verify()
     assert not result.intact
     assert result.broken_sequence == 3
@@ -127,8 +142,12 @@ def test_concurrent_writers_keep_one_chain():
         try:
             for j in range(5):
                 with transaction.atomic():
-                    audit_record(actor=SYSTEM, action="test.concurrent", target=ministry,
-                                 data={"thread": i, "n": j})
+                    audit_record(
+                        actor=SYSTEM,
+                        action="test.concurrent",
+                        target=ministry,
+                        data={"thread": i, "n": j},
+                    )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -148,8 +167,9 @@ def test_concurrent_writers_keep_one_chain():
 def test_write_services_record_who_what_and_where(world):
     """A service call leaves an event naming the actor, the object and the address."""
     actor = Actor(user=world.admin_a, ip="192.0.2.10", label=world.admin_a.email)
-    agent = services.agent_create(actor=actor, ministry=world.a,
-                                  email=f"new@{world.a.code}.gouv.fr")
+    agent = services.agent_create(
+        actor=actor, ministry=world.a, email=f"new@{world.a.code}.gouv.fr"
+    )
     event = AuditEvent.objects.get(action="agent.create")
     assert event.actor_id == world.admin_a.pk
     assert event.actor_label == world.admin_a.email

@@ -70,7 +70,7 @@ def test_admin_home_shows_only_their_ministry(client, world):
     """A ministry admin's home lists their ministry, never another."""
     client.force_login(world.admin_a)
     html = page(client)
-    table = html[html.index('id="console-ministries"'):]
+    table = html[html.index('id="console-ministries"') :]
     assert world.a.name in table
     assert world.b.name not in html
 

@@ -40,6 +40,7 @@ def test_readyz_names_an_unreachable_broker(client, settings):
 @pytest.mark.django_db
 def test_readyz_names_an_unreachable_database(client, monkeypatch):
     """A database that does not answer gives 503 with the database named."""
+
     def refuse():
         raise OperationalError("connection refused")
 

@@ -12,10 +12,16 @@ def test_valid_sirens_pass(siren):
     validate_siren(siren)
 
 
-@pytest.mark.parametrize(("siren", "code"), [
-    ("110044014", "siren_key"), ("11004401", "siren_format"), ("1100440130", "siren_format"),
-    ("11004401a", "siren_format"), ("", "siren_format"),
-])
+@pytest.mark.parametrize(
+    ("siren", "code"),
+    [
+        ("110044014", "siren_key"),
+        ("11004401", "siren_format"),
+        ("1100440130", "siren_format"),
+        ("11004401a", "siren_format"),
+        ("", "siren_format"),
+    ],
+)
 def test_invalid_sirens_are_refused_with_the_reason(siren, code):
     """A wrong length, a non-digit or a wrong key each gives its own error code."""
     with pytest.raises(ValidationError) as exc:

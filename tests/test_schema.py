@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_committed_schema_has_not_drifted(tmp_path):
     """Regenerating the schema gives docs/openapi.yaml byte for byte (run `make schema`)."""
     generated = tmp_path / "openapi.yaml"
-    call_command("spectacular", "--lang", "en", "--validate", "--fail-on-warn", "--file", str(generated))
+    call_command(
+        "spectacular", "--lang", "en", "--validate", "--fail-on-warn", "--file", str(generated)
+    )
     committed = (ROOT / "docs" / "openapi.yaml").read_text()
     assert generated.read_text() == committed, "API changed: run `make schema` and commit"
 

@@ -16,20 +16,28 @@ from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
-CALLERS = ["anonymous", "agent_a", "admin_b", "token_b", "auditor_a", "auditor_token_a",
-           "national_auditor", "allowed"]
+CALLERS = [
+    "anonymous",
+    "agent_a",
+    "admin_b",
+    "token_b",
+    "auditor_a",
+    "auditor_token_a",
+    "national_auditor",
+    "allowed",
+]
 
 
 @pytest.fixture
 def scene(world):
     """World plus A's role grant, A's API token and an audit event of A."""
-    client_as(world.admin_a).post("/api/v1/api-tokens/", {"name": "A sync", "ministry": "alpha",
-                                                          "role": "auditor"})
+    client_as(world.admin_a).post(
+        "/api/v1/api-tokens/", {"name": "A sync", "ministry": "alpha", "role": "auditor"}
+    )
     world.grant_a = RoleGrant.objects.get(agent=world.auditor_a)
     world.token_a = ApiToken.objects.get(ministry=world.a)
     world.event_a = AuditEvent.objects.get(ministry_id=world.a.pk)
-    world.leaver_a = AgentFactory(ministry=world.a, is_active=False,
-                                  deactivated_at=timezone.now())
+    world.leaver_a = AgentFactory(ministry=world.a, is_active=False, deactivated_at=timezone.now())
     clients = {
         "anonymous": client_as(None),
         "agent_a": client_as(world.agent_a),
@@ -44,42 +52,128 @@ def scene(world):
 
 # (name, method, path, payload, allowed caller, codes for CALLERS in order)
 READS = [
-    ("ministry", "get", lambda w: "/api/v1/ministries/alpha/", None, "admin_a",
-     [401, 200, 404, 404, 200, 200, 200, 200]),
-    ("agent", "get", lambda w: f"/api/v1/agents/{w.auditor_a.pk}/", None, "admin_a",
-     [401, 404, 404, 404, 200, 200, 200, 200]),
-    ("role grant", "get", lambda w: f"/api/v1/role-grants/{w.grant_a.pk}/", None, "admin_a",
-     [401, 404, 404, 404, 200, 200, 200, 200]),
-    ("api token", "get", lambda w: f"/api/v1/api-tokens/{w.token_a.pk}/", None, "admin_a",
-     [401, 404, 404, 404, 200, 200, 200, 200]),
-    ("audit event", "get", lambda w: f"/api/v1/audit-events/{w.event_a.sequence}/", None,
-     "admin_a", [401, 404, 404, 404, 200, 200, 200, 200]),
+    (
+        "ministry",
+        "get",
+        lambda w: "/api/v1/ministries/alpha/",
+        None,
+        "admin_a",
+        [401, 200, 404, 404, 200, 200, 200, 200],
+    ),
+    (
+        "agent",
+        "get",
+        lambda w: f"/api/v1/agents/{w.auditor_a.pk}/",
+        None,
+        "admin_a",
+        [401, 404, 404, 404, 200, 200, 200, 200],
+    ),
+    (
+        "role grant",
+        "get",
+        lambda w: f"/api/v1/role-grants/{w.grant_a.pk}/",
+        None,
+        "admin_a",
+        [401, 404, 404, 404, 200, 200, 200, 200],
+    ),
+    (
+        "api token",
+        "get",
+        lambda w: f"/api/v1/api-tokens/{w.token_a.pk}/",
+        None,
+        "admin_a",
+        [401, 404, 404, 404, 200, 200, 200, 200],
+    ),
+    (
+        "audit event",
+        "get",
+        lambda w: f"/api/v1/audit-events/{w.event_a.sequence}/",
+        None,
+        "admin_a",
+        [401, 404, 404, 404, 200, 200, 200, 200],
+    ),
 ]
 WRITES = [
-    ("create ministry", "post", lambda w: "/api/v1/ministries/",
-     lambda w: {"code": "new", "name": "New", "siren": "110014016"}, "operator",
-     [401, 403, 403, 403, 403, 403, 403, 201]),
-    ("update ministry", "patch", lambda w: "/api/v1/ministries/alpha/",
-     lambda w: {"name": "Renamed"}, "operator", [401, 403, 404, 404, 403, 403, 403, 200]),
-    ("create agent", "post", lambda w: "/api/v1/agents/",
-     lambda w: {"ministry": "alpha", "email": "new@alpha.gouv.fr"}, "admin_a",
-     [401, 403, 400, 400, 403, 403, 403, 201]),
-    ("update agent", "patch", lambda w: f"/api/v1/agents/{w.agent_a.pk}/",
-     lambda w: {"usual_name": "Changed"}, "admin_a", [401, 403, 404, 404, 403, 403, 403, 200]),
-    ("deactivate agent", "post", lambda w: f"/api/v1/agents/{w.agent_a.pk}/deactivate/",
-     lambda w: {}, "admin_a", [401, 403, 404, 404, 403, 403, 403, 200]),
-    ("reactivate agent", "post", lambda w: f"/api/v1/agents/{w.leaver_a.pk}/reactivate/",
-     lambda w: {}, "admin_a", [401, 403, 404, 404, 403, 403, 403, 200]),
-    ("grant role", "post", lambda w: "/api/v1/role-grants/",
-     lambda w: {"agent": str(w.agent_a.pk), "role": "auditor", "ministry": "alpha"},
-     "admin_a", [401, 403, 400, 400, 403, 403, 403, 201]),
-    ("withdraw role", "delete", lambda w: f"/api/v1/role-grants/{w.grant_a.pk}/", None,
-     "admin_a", [401, 403, 404, 404, 403, 403, 403, 204]),
-    ("create token", "post", lambda w: "/api/v1/api-tokens/",
-     lambda w: {"name": "x", "ministry": "alpha", "role": "auditor"}, "admin_a",
-     [401, 403, 400, 400, 403, 403, 403, 201]),
-    ("revoke token", "delete", lambda w: f"/api/v1/api-tokens/{w.token_a.pk}/", None,
-     "admin_a", [401, 403, 404, 404, 403, 403, 403, 200]),
+    (
+        "create ministry",
+        "post",
+        lambda w: "/api/v1/ministries/",
+        lambda w: {"code": "new", "name": "New", "siren": "110014016"},
+        "operator",
+        [401, 403, 403, 403, 403, 403, 403, 201],
+    ),
+    (
+        "update ministry",
+        "patch",
+        lambda w: "/api/v1/ministries/alpha/",
+        lambda w: {"name": "Renamed"},
+        "operator",
+        [401, 403, 404, 404, 403, 403, 403, 200],
+    ),
+    (
+        "create agent",
+        "post",
+        lambda w: "/api/v1/agents/",
+        lambda w: {"ministry": "alpha", "email": "new@alpha.gouv.fr"},
+        "admin_a",
+        [401, 403, 400, 400, 403, 403, 403, 201],
+    ),
+    (
+        "update agent",
+        "patch",
+        lambda w: f"/api/v1/agents/{w.agent_a.pk}/",
+        lambda w: {"usual_name": "Changed"},
+        "admin_a",
+        [401, 403, 404, 404, 403, 403, 403, 200],
+    ),
+    (
+        "deactivate agent",
+        "post",
+        lambda w: f"/api/v1/agents/{w.agent_a.pk}/deactivate/",
+        lambda w: {},
+        "admin_a",
+        [401, 403, 404, 404, 403, 403, 403, 200],
+    ),
+    (
+        "reactivate agent",
+        "post",
+        lambda w: f"/api/v1/agents/{w.leaver_a.pk}/reactivate/",
+        lambda w: {},
+        "admin_a",
+        [401, 403, 404, 404, 403, 403, 403, 200],
+    ),
+    (
+        "grant role",
+        "post",
+        lambda w: "/api/v1/role-grants/",
+        lambda w: {"agent": str(w.agent_a.pk), "role": "auditor", "ministry": "alpha"},
+        "admin_a",
+        [401, 403, 400, 400, 403, 403, 403, 201],
+    ),
+    (
+        "withdraw role",
+        "delete",
+        lambda w: f"/api/v1/role-grants/{w.grant_a.pk}/",
+        None,
+        "admin_a",
+        [401, 403, 404, 404, 403, 403, 403, 204],
+    ),
+    (
+        "create token",
+        "post",
+        lambda w: "/api/v1/api-tokens/",
+        lambda w: {"name": "x", "ministry": "alpha", "role": "auditor"},
+        "admin_a",
+        [401, 403, 400, 400, 403, 403, 403, 201],
+    ),
+    (
+        "revoke token",
+        "delete",
+        lambda w: f"/api/v1/api-tokens/{w.token_a.pk}/",
+        None,
+        "admin_a",
+        [401, 403, 404, 404, 403, 403, 403, 200],
+    ),
 ]
 
 
@@ -88,8 +182,11 @@ def snapshot():
     return (
         list(Ministry.objects.values_list("code", "name", "state").order_by("code")),
         list(Agent.objects.values_list("email", "usual_name", "is_active").order_by("email")),
-        list(RoleGrant.objects.values_list("agent__email", "role", "ministry__code")
-             .order_by("agent__email", "role")),
+        list(
+            RoleGrant.objects.values_list("agent__email", "role", "ministry__code").order_by(
+                "agent__email", "role"
+            )
+        ),
         list(ApiToken.objects.values_list("prefix", "revoked_at").order_by("prefix")),
         AuditEvent.objects.count(),
     )
@@ -100,10 +197,12 @@ def call(client, method, path, payload):
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize(("name", "method", "path", "payload", "allowed", "codes"),
-                         READS + WRITES, ids=[r[0] for r in READS + WRITES])
-def test_every_endpoint_every_caller(scene, caller, name, method, path, payload, allowed,
-                                     codes):
+@pytest.mark.parametrize(
+    ("name", "method", "path", "payload", "allowed", "codes"),
+    READS + WRITES,
+    ids=[r[0] for r in READS + WRITES],
+)
+def test_every_endpoint_every_caller(scene, caller, name, method, path, payload, allowed, codes):
     """Each caller gets exactly the expected status; a refused write changes nothing."""
     world, clients = scene
     client = client_as(getattr(world, allowed)) if caller == "allowed" else clients[caller]
@@ -118,8 +217,13 @@ def test_every_endpoint_every_caller(scene, caller, name, method, path, payload,
             assert snapshot() == before
 
 
-LISTS = ["/api/v1/ministries/", "/api/v1/agents/", "/api/v1/role-grants/",
-         "/api/v1/api-tokens/", "/api/v1/audit-events/"]
+LISTS = [
+    "/api/v1/ministries/",
+    "/api/v1/agents/",
+    "/api/v1/role-grants/",
+    "/api/v1/api-tokens/",
+    "/api/v1/audit-events/",
+]
 
 
 @pytest.mark.parametrize("path", LISTS)
@@ -130,8 +234,14 @@ def test_lists_of_another_ministry_show_nothing_of_a(scene, path, caller):
     body = clients[caller].get(path).json()
     text = str(body)
     assert body["count"] >= 0
-    for marker in ("alpha", str(world.a.pk), world.agent_a.email, world.auditor_a.email,
-                   world.admin_a.email, world.token_a.prefix):
+    for marker in (
+        "alpha",
+        str(world.a.pk),
+        world.agent_a.email,
+        world.auditor_a.email,
+        world.admin_a.email,
+        world.token_a.prefix,
+    ):
         assert marker not in text, (path, marker)
 
 

@@ -24,19 +24,34 @@ class IdentifierListField(serializers.ListField):
 class MinistrySerializer(serializers.ModelSerializer):
     """A ministry with its email domains and SIRETs."""
 
-    domains = IdentifierListField(attribute="domain", child=serializers.CharField(max_length=253),
-                                  required=False)
-    sirets = IdentifierListField(attribute="siret", child=serializers.CharField(max_length=14),
-                                 required=False)
-    residency_tags = serializers.ListField(child=serializers.SlugField(max_length=50),
-                                           required=False)
+    domains = IdentifierListField(
+        attribute="domain", child=serializers.CharField(max_length=253), required=False
+    )
+    sirets = IdentifierListField(
+        attribute="siret", child=serializers.CharField(max_length=14), required=False
+    )
+    residency_tags = serializers.ListField(
+        child=serializers.SlugField(max_length=50), required=False
+    )
     abilities = serializers.SerializerMethodField()
 
     class Meta:
         model = Ministry
-        fields = ["id", "code", "name", "siren", "state", "jit_provisioning", "residency_tags",
-                  "retention_days", "domains", "sirets", "created_at", "updated_at",
-                  "abilities"]
+        fields = [
+            "id",
+            "code",
+            "name",
+            "siren",
+            "state",
+            "jit_provisioning",
+            "residency_tags",
+            "retention_days",
+            "domains",
+            "sirets",
+            "created_at",
+            "updated_at",
+            "abilities",
+        ]
         read_only_fields = ["id", "created_at", "updated_at"]
         # Uniqueness is checked by the service, with the message naming the field.
         extra_kwargs = {"code": {"validators": []}, "siren": {"validators": []}}
@@ -61,15 +76,30 @@ class AgentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = ["id", "email", "given_name", "usual_name", "ministry", "external_id",
-                  "organizational_unit", "is_active", "deactivated_at", "sub", "created_at",
-                  "updated_at", "abilities"]
+        fields = [
+            "id",
+            "email",
+            "given_name",
+            "usual_name",
+            "ministry",
+            "external_id",
+            "organizational_unit",
+            "is_active",
+            "deactivated_at",
+            "sub",
+            "created_at",
+            "updated_at",
+            "abilities",
+        ]
         read_only_fields = fields
 
     def get_abilities(self, obj) -> dict[str, bool]:
         can = _access(self).can_admin(obj.ministry_id)
-        return {"update": can, "deactivate": can and obj.is_active,
-                "reactivate": can and not obj.is_active}
+        return {
+            "update": can,
+            "deactivate": can and obj.is_active,
+            "reactivate": can and not obj.is_active,
+        }
 
 
 class AgentCreateSerializer(serializers.Serializer):
@@ -80,8 +110,7 @@ class AgentCreateSerializer(serializers.Serializer):
     given_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     usual_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    organizational_unit = serializers.CharField(max_length=255, required=False,
-                                                allow_blank=True)
+    organizational_unit = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
     def __init__(self, *args, ministries=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -96,8 +125,7 @@ class AgentUpdateSerializer(serializers.Serializer):
     given_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     usual_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    organizational_unit = serializers.CharField(max_length=255, required=False,
-                                                allow_blank=True)
+    organizational_unit = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
 class RoleGrantSerializer(serializers.ModelSerializer):
@@ -105,8 +133,9 @@ class RoleGrantSerializer(serializers.ModelSerializer):
 
     agent = serializers.PrimaryKeyRelatedField(queryset=Agent.objects.none())
     agent_email = serializers.EmailField(source="agent.email", read_only=True)
-    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none(),
-                                            allow_null=True, required=False)
+    ministry = serializers.SlugRelatedField(
+        slug_field="code", queryset=Ministry.objects.none(), allow_null=True, required=False
+    )
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:
@@ -127,13 +156,22 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     """Token metadata; the secret itself is never returned after creation."""
 
     ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True,
-                                        allow_null=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "ministry", "role", "prefix", "created_by", "created_at",
-                  "expires_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "ministry",
+            "role",
+            "prefix",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 

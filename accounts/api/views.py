@@ -26,8 +26,9 @@ from accounts.models import Agent
 from audit.actor import Actor
 
 
-class MinistryViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
-                      viewsets.ReadOnlyModelViewSet):
+class MinistryViewSet(
+    mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet
+):
     """Ministries: everyone reads their own; operators read all and write."""
 
     serializer_class = MinistrySerializer
@@ -45,15 +46,19 @@ class MinistryViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
 
     def perform_create(self, serializer):
         serializer.instance = services.ministry_create(
-            actor=Actor.from_request(self.request), **serializer.validated_data)
+            actor=Actor.from_request(self.request), **serializer.validated_data
+        )
 
     def perform_update(self, serializer):
         serializer.instance = services.ministry_update(
-            actor=Actor.from_request(self.request), ministry=serializer.instance,
-            **serializer.validated_data)
+            actor=Actor.from_request(self.request),
+            ministry=serializer.instance,
+            **serializer.validated_data,
+        )
         # The response must show the identifiers just written, not the stale prefetch.
         serializer.instance = selectors.ministry_list(user=self.request.user).get(
-            pk=serializer.instance.pk)
+            pk=serializer.instance.pk
+        )
 
 
 class AgentFilter(django_filters.FilterSet):
@@ -72,8 +77,11 @@ class AgentFilter(django_filters.FilterSet):
     def filter_search(self, queryset, name, value):
         from django.db.models import Q
 
-        return queryset.filter(Q(email__icontains=value) | Q(given_name__icontains=value)
-                               | Q(usual_name__icontains=value))
+        return queryset.filter(
+            Q(email__icontains=value)
+            | Q(given_name__icontains=value)
+            | Q(usual_name__icontains=value)
+        )
 
 
 class AgentViewSet(viewsets.ReadOnlyModelViewSet):
@@ -88,7 +96,8 @@ class AgentViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
     def create(self, request):
         data = AgentCreateSerializer(
-            data=request.data, ministries=selectors.ministry_administrable(user=request.user))
+            data=request.data, ministries=selectors.ministry_administrable(user=request.user)
+        )
         data.is_valid(raise_exception=True)
         agent = services.agent_create(actor=Actor.from_request(request), **data.validated_data)
         return Response(self.get_serializer(agent).data, status=status.HTTP_201_CREATED)
@@ -98,29 +107,33 @@ class AgentViewSet(viewsets.ReadOnlyModelViewSet):
         agent = self.get_object()
         data = AgentUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        agent = services.agent_update(actor=Actor.from_request(request), agent=agent,
-                                      **data.validated_data)
+        agent = services.agent_update(
+            actor=Actor.from_request(request), agent=agent, **data.validated_data
+        )
         return Response(self.get_serializer(agent).data)
 
     @extend_schema(request=None, responses=AgentSerializer)
     @action(detail=True, methods=["post"])
     def deactivate(self, request, pk=None):
         """Deactivate the agent: no more logins, open sessions end."""
-        agent = services.agent_deactivate(actor=Actor.from_request(request),
-                                          agent=self.get_object())
+        agent = services.agent_deactivate(
+            actor=Actor.from_request(request), agent=self.get_object()
+        )
         return Response(self.get_serializer(agent).data)
 
     @extend_schema(request=None, responses=AgentSerializer)
     @action(detail=True, methods=["post"])
     def reactivate(self, request, pk=None):
         """Give a deactivated agent their access back."""
-        agent = services.agent_reactivate(actor=Actor.from_request(request),
-                                          agent=self.get_object())
+        agent = services.agent_reactivate(
+            actor=Actor.from_request(request), agent=self.get_object()
+        )
         return Response(self.get_serializer(agent).data)
 
 
-class RoleGrantViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
-                       viewsets.ReadOnlyModelViewSet):
+class RoleGrantViewSet(
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet
+):
     """Role grants within the caller's ministries."""
 
     serializer_class = RoleGrantSerializer
@@ -137,7 +150,8 @@ class RoleGrantViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
 
     def perform_create(self, serializer):
         serializer.instance = services.role_grant_create(
-            actor=Actor.from_request(self.request), **serializer.validated_data)
+            actor=Actor.from_request(self.request), **serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.role_grant_delete(actor=Actor.from_request(self.request), grant=instance)
@@ -155,18 +169,19 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request):
         data = ApiTokenCreateSerializer(
-            data=request.data, ministries=selectors.ministry_administrable(user=request.user))
+            data=request.data, ministries=selectors.ministry_administrable(user=request.user)
+        )
         data.is_valid(raise_exception=True)
-        token, clear = services.api_token_create(actor=Actor.from_request(request),
-                                                 **data.validated_data)
+        token, clear = services.api_token_create(
+            actor=Actor.from_request(request), **data.validated_data
+        )
         token.token = clear
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=ApiTokenSerializer)
     def destroy(self, request, pk=None):
         """Revoke the token (it stays listed, with its revocation date)."""
-        token = services.api_token_revoke(actor=Actor.from_request(request),
-                                          token=self.get_object())
+        token = services.api_token_revoke(
+            actor=Actor.from_request(request), token=self.get_object()
+        )
         return Response(ApiTokenSerializer(token).data)
-
-

@@ -11,8 +11,19 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "sequence", "created_at", "actor_id", "actor_label", "token_id", "ip", "action",
-            "object_type", "object_id", "object_repr", "ministry_id", "data", "prev_hash",
+            "sequence",
+            "created_at",
+            "actor_id",
+            "actor_label",
+            "token_id",
+            "ip",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "ministry_id",
+            "data",
+            "prev_hash",
             "hash",
         ]
         read_only_fields = fields

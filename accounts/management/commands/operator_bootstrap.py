@@ -15,6 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("--usual-name", default="")
 
     def handle(self, *args, email, given_name, usual_name, **options):
-        grant = operator_bootstrap(actor=Actor.system("manage.py operator_bootstrap"),
-                                   email=email, given_name=given_name, usual_name=usual_name)
+        grant = operator_bootstrap(
+            actor=Actor.system("manage.py operator_bootstrap"),
+            email=email,
+            given_name=given_name,
+            usual_name=usual_name,
+        )
         self.stdout.write(self.style.SUCCESS(f"{grant.agent.email} is a platform operator."))

@@ -13,40 +13,90 @@ from accounts.models import Agent, Ministry
 from audit.actor import Actor
 
 MINISTRIES = [
-    {"code": "armees", "name": "Ministère des Armées", "siren": "110044013",
-     "state": "rolling_out", "domains": ["intradef.gouv.fr"],
-     "sirets": ["11004401300016", "11004401300024"], "residency_tags": ["secnumcloud"],
-     "jit_provisioning": False},
-    {"code": "dgfip", "name": "Direction générale des Finances publiques",
-     "siren": "130018153", "state": "rolling_out", "domains": ["dgfip.finances.gouv.fr"],
-     "sirets": ["13001815300010"], "residency_tags": [], "jit_provisioning": True},
-    {"code": "assurance-maladie", "name": "Assurance Maladie", "siren": "180037012",
-     "state": "rolling_out", "domains": ["assurance-maladie.fr"],
-     "sirets": ["18003701200010"], "residency_tags": [], "jit_provisioning": True},
-    {"code": "culture", "name": "Ministère de la Culture", "siren": "110002011",
-     "state": "pilot", "domains": ["culture.gouv.fr"], "sirets": ["11000201100010"],
-     "residency_tags": [], "jit_provisioning": False},
+    {
+        "code": "armees",
+        "name": "Ministère des Armées",
+        "siren": "110044013",
+        "state": "rolling_out",
+        "domains": ["intradef.gouv.fr"],
+        "sirets": ["11004401300016", "11004401300024"],
+        "residency_tags": ["secnumcloud"],
+        "jit_provisioning": False,
+    },
+    {
+        "code": "dgfip",
+        "name": "Direction générale des Finances publiques",
+        "siren": "130018153",
+        "state": "rolling_out",
+        "domains": ["dgfip.finances.gouv.fr"],
+        "sirets": ["13001815300010"],
+        "residency_tags": [],
+        "jit_provisioning": True,
+    },
+    {
+        "code": "assurance-maladie",
+        "name": "Assurance Maladie",
+        "siren": "180037012",
+        "state": "rolling_out",
+        "domains": ["assurance-maladie.fr"],
+        "sirets": ["18003701200010"],
+        "residency_tags": [],
+        "jit_provisioning": True,
+    },
+    {
+        "code": "culture",
+        "name": "Ministère de la Culture",
+        "siren": "110002011",
+        "state": "pilot",
+        "domains": ["culture.gouv.fr"],
+        "sirets": ["11000201100010"],
+        "residency_tags": [],
+        "jit_provisioning": False,
+    },
 ]
 
 # (email, given name, usual name, ministry code or None, unit, [(role, ministry code)])
 PEOPLE = [
-    ("operateur@numerique.gouv.fr", "Camille", "Opératrice", None, "DINUM",
-     [("operator", None)]),
+    ("operateur@numerique.gouv.fr", "Camille", "Opératrice", None, "DINUM", [("operator", None)]),
     ("auditrice@numerique.gouv.fr", "Inès", "Contrôle", None, "DINUM", [("auditor", None)]),
-    ("admin@intradef.gouv.fr", "Hugo", "Martin", "armees", "DIRISI",
-     [("ministry_admin", "armees")]),
+    (
+        "admin@intradef.gouv.fr",
+        "Hugo",
+        "Martin",
+        "armees",
+        "DIRISI",
+        [("ministry_admin", "armees")],
+    ),
     ("auditeur@intradef.gouv.fr", "Léa", "Bernard", "armees", "CGA", [("auditor", "armees")]),
     ("agent1@intradef.gouv.fr", "Paul", "Durand", "armees", "EMA", []),
     ("agent2@intradef.gouv.fr", "Chloé", "Petit", "armees", "DGA", []),
-    ("admin@dgfip.finances.gouv.fr", "Nadia", "Robert", "dgfip", "SSI",
-     [("ministry_admin", "dgfip")]),
+    (
+        "admin@dgfip.finances.gouv.fr",
+        "Nadia",
+        "Robert",
+        "dgfip",
+        "SSI",
+        [("ministry_admin", "dgfip")],
+    ),
     ("agent1@dgfip.finances.gouv.fr", "Julien", "Richard", "dgfip", "DRFiP Île-de-France", []),
     ("agent2@dgfip.finances.gouv.fr", "Emma", "Moreau", "dgfip", "DDFiP Gironde", []),
-    ("admin@assurance-maladie.fr", "Thomas", "Laurent", "assurance-maladie", "DSI",
-     [("ministry_admin", "assurance-maladie")]),
+    (
+        "admin@assurance-maladie.fr",
+        "Thomas",
+        "Laurent",
+        "assurance-maladie",
+        "DSI",
+        [("ministry_admin", "assurance-maladie")],
+    ),
     ("agent1@assurance-maladie.fr", "Sarah", "Simon", "assurance-maladie", "CPAM Lyon", []),
-    ("admin@culture.gouv.fr", "Louis", "Michel", "culture", "SNUM",
-     [("ministry_admin", "culture")]),
+    (
+        "admin@culture.gouv.fr",
+        "Louis",
+        "Michel",
+        "culture",
+        "SNUM",
+        [("ministry_admin", "culture")],
+    ),
     ("agent1@culture.gouv.fr", "Manon", "Garcia", "culture", "DRAC Bretagne", []),
 ]
 
@@ -57,9 +107,12 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, **options):
         email, given, usual = PEOPLE[0][:3]
-        operator = services.operator_bootstrap(actor=Actor.system("manage.py seed_demo"),
-                                               email=email, given_name=given,
-                                               usual_name=usual).agent
+        operator = services.operator_bootstrap(
+            actor=Actor.system("manage.py seed_demo"),
+            email=email,
+            given_name=given,
+            usual_name=usual,
+        ).agent
         actor = Actor(user=operator, label=f"{operator.email} (seed_demo)")
         ministries = {m.code: m for m in Ministry.objects.all()}
         for spec in MINISTRIES:
@@ -69,20 +122,30 @@ class Command(BaseCommand):
             agent = Agent.objects.filter(email=email).first()
             if agent is None:
                 if code is None:
-                    agent = Agent.objects.create_user(email, given_name=given, usual_name=usual,
-                                                      organizational_unit=unit)
+                    agent = Agent.objects.create_user(
+                        email, given_name=given, usual_name=usual, organizational_unit=unit
+                    )
                 else:
-                    agent = services.agent_create(actor=actor, ministry=ministries[code],
-                                                  email=email, given_name=given,
-                                                  usual_name=usual, organizational_unit=unit)
+                    agent = services.agent_create(
+                        actor=actor,
+                        ministry=ministries[code],
+                        email=email,
+                        given_name=given,
+                        usual_name=usual,
+                        organizational_unit=unit,
+                    )
             for role, scope in grants:
                 ministry = ministries[scope] if scope else None
                 if not agent.grants.filter(role=role, ministry=ministry).exists():
-                    services.role_grant_create(actor=actor, agent=agent, role=role,
-                                               ministry=ministry)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo ready: {Ministry.objects.count()} ministries, "
-            f"{Agent.objects.count()} accounts."))
-        for email, given, usual, code, _unit, grants in PEOPLE:
+                    services.role_grant_create(
+                        actor=actor, agent=agent, role=role, ministry=ministry
+                    )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: {Ministry.objects.count()} ministries, "
+                f"{Agent.objects.count()} accounts."
+            )
+        )
+        for email, _given, _usual, code, _unit, grants in PEOPLE:
             roles = ", ".join(r for r, _ in grants) or "agent"
             self.stdout.write(f"  {email:34} {roles:16} {code or 'national'}")

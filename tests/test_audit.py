@@ -177,3 +177,14 @@ def test_write_services_record_who_what_and_where(world):
     assert event.object_type == "accounts.agent"
     assert event.object_id == str(agent.pk)
     assert event.ministry_id == world.a.pk
+
+
+def test_client_address_behind_the_load_balancer(rf, settings):
+    """The balancer's X-Forwarded-For entry is used only when trusted, never a forged one."""
+    from audit.actor import client_ip
+
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.7", REMOTE_ADDR="10.0.0.2")
+    settings.TRUST_X_FORWARDED_FOR = False
+    assert client_ip(request) == "10.0.0.2"
+    settings.TRUST_X_FORWARDED_FOR = True
+    assert client_ip(request) == "198.51.100.7"

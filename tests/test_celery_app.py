@@ -1,0 +1,30 @@
+"""The Celery app carries the house task defaults and one queue per kind of work."""
+
+from django.conf import settings
+
+from controlplane.celery import app
+
+
+def test_task_defaults_follow_the_house_style():
+    """Late acks, re-delivery on worker loss, time limits, bounded retries."""
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert 0 < conf.task_soft_time_limit < conf.task_time_limit
+    assert conf.task_annotations["*"]["max_retries"] == settings.CELERY_TASK_MAX_RETRIES
+
+
+def test_one_queue_per_kind_of_work():
+    """Every queue named in settings is declared, and tasks are routed to their queue."""
+    assert {q.name for q in app.conf.task_queues} == set(settings.CELERY_QUEUES)
+    router = app.amqp.router
+    route = router.route({}, "audit.tasks.audit_chain_verify_task")
+    assert route["queue"].name == "audit"
+    assert router.route({}, "media_nodes.tasks.room_allocate")["queue"].name == "allocation"
+
+
+def test_beat_verifies_the_audit_chain():
+    """Beat schedules the audit-chain verification."""
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "audit.tasks.audit_chain_verify_task" in tasks

@@ -105,3 +105,9 @@ def test_pages_load_nothing_from_another_host(client, world, path):
         assert asset.startswith(django_settings.STATIC_URL), asset
         assert finders.find(asset.removeprefix(django_settings.STATIC_URL)), asset
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", html), "no remote CSS url()"
+
+
+def test_browser_language_does_not_override_french(client):
+    """An English-speaking browser still gets French until the agent picks English."""
+    html = client.get("/console/connexion/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+    assert '<html lang="fr"' in html.content.decode()

@@ -248,3 +248,46 @@ class ApiToken(BaseModel):
     @property
     def is_usable(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class PendingRoleGrant(BaseModel):
+    """A role promised to an email address (an admin named at onboarding); it becomes a
+    RoleGrant when that person first logs in."""
+
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=16, choices=Role)
+    ministry = models.ForeignKey(
+        Ministry, on_delete=models.CASCADE, null=True, blank=True, related_name="pending_grants"
+    )
+    invited_by = models.ForeignKey(
+        Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(email=Lower("email")), name="pending_grant_email_lowercase"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(role="operator", ministry__isnull=True)
+                    | Q(role="ministry_admin", ministry__isnull=False)
+                    | Q(role="auditor")
+                ),
+                name="pending_grant_scope_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["email", "role", "ministry"],
+                condition=Q(ministry__isnull=False),
+                name="pending_grant_unique_scoped",
+            ),
+            models.UniqueConstraint(
+                fields=["email", "role"],
+                condition=Q(ministry__isnull=True),
+                name="pending_grant_unique_national",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email}: {self.role} (pending)"

@@ -24,6 +24,7 @@ from accounts.models import (
     Ministry,
     MinistryDomain,
     MinistrySiret,
+    PendingRoleGrant,
     Role,
     RoleGrant,
 )
@@ -201,8 +202,7 @@ def ministry_update(
 AGENT_FIELDS = ("given_name", "usual_name", "external_id", "organizational_unit")
 
 
-def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
-    email = (email or "").strip().lower()
+def _check_email_domain(ministry: Ministry, email: str) -> None:
     domain = email.rpartition("@")[2]
     if not ministry.domains.filter(domain=domain).exists():
         raise ValidationError(
@@ -211,6 +211,11 @@ def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
                 % {"domain": domain}
             }
         )
+
+
+def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
+    email = (email or "").strip().lower()
+    _check_email_domain(ministry, email)
     clash = Agent.objects.filter(email__iexact=email)
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
@@ -323,12 +328,9 @@ def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     return agent
 
 
-@transaction.atomic
-def role_grant_create(
-    *, actor: Actor, agent: Agent, role: str, ministry: Ministry | None = None
-) -> RoleGrant:
-    """Grant a role. Operators grant anything; a ministry admin grants admin or
-    auditor roles on their own ministry to its agents. Tokens never grant."""
+def _check_grant_rights(actor: Actor, role: str, ministry: Ministry | None) -> None:
+    """Operators grant anything; a ministry admin grants admin or auditor roles on their
+    own ministry. Tokens never grant."""
     access = access_for(actor.user)
     if access.via_token:
         raise PermissionDenied(_("API tokens cannot grant roles."))
@@ -342,8 +344,20 @@ def role_grant_create(
         _require_operator(actor)  # a national auditor
     if ministry is not None:
         _require_admin(actor, ministry.pk)
-        if agent.ministry_id != ministry.pk and not access.operator:
-            raise ValidationError({"agent": _("This agent does not belong to the ministry.")})
+
+
+@transaction.atomic
+def role_grant_create(
+    *, actor: Actor, agent: Agent, role: str, ministry: Ministry | None = None
+) -> RoleGrant:
+    """Grant a role to an agent (see ``_check_grant_rights`` for who may)."""
+    _check_grant_rights(actor, role, ministry)
+    if (
+        ministry is not None
+        and agent.ministry_id != ministry.pk
+        and not access_for(actor.user).operator
+    ):
+        raise ValidationError({"agent": _("This agent does not belong to the ministry.")})
     if RoleGrant.objects.filter(agent=agent, role=role, ministry=ministry).exists():
         raise ValidationError({"role": _("This agent already holds this role.")})
     grant = RoleGrant(agent=agent, role=role, ministry=ministry, granted_by=actor.agent)
@@ -356,6 +370,29 @@ def role_grant_create(
         data={"agent": agent.email, "role": role},
     )
     return grant
+
+
+@transaction.atomic
+def role_grant_invite(
+    *, actor: Actor, email: str, role: str, ministry: Ministry | None = None
+) -> PendingRoleGrant:
+    """Promise a role to someone who has not logged in yet; granted at first login."""
+    _check_grant_rights(actor, role, ministry)
+    email = email.strip().lower()
+    if ministry is not None:
+        _check_email_domain(ministry, email)
+    pending, created = PendingRoleGrant.objects.get_or_create(
+        email=email, role=role, ministry=ministry, defaults={"invited_by": actor.agent}
+    )
+    if created:
+        audit_record(
+            actor=actor,
+            action="role_grant.invite",
+            target=pending,
+            ministry_id=ministry.pk if ministry else None,
+            data={"email": email, "role": role},
+        )
+    return pending
 
 
 @transaction.atomic
@@ -490,3 +527,155 @@ def operator_bootstrap(
             data={"agent": email, "role": Role.OPERATOR, "bootstrap": True},
         )
     return grant
+
+
+def _ministry_for_claims(claims: dict) -> Ministry | None:
+    """The onboarded ministry of a login: by SIRET first, then by email domain."""
+    siret = claims.get("siret")
+    if isinstance(siret, str) and siret:
+        ministry = Ministry.objects.filter(sirets__siret=siret).first()
+        if ministry is not None:
+            return ministry
+    domain = str(claims.get("email", "")).rpartition("@")[2].lower()
+    if domain:
+        return Ministry.objects.filter(domains__domain=domain).first()
+    return None
+
+
+def _claims_belong_to(ministry: Ministry, claims: dict) -> bool:
+    """Whether the claims' SIRET or email domain is one of ``ministry``'s."""
+    siret = claims.get("siret")
+    domain = str(claims.get("email", "")).rpartition("@")[2].lower()
+    return (
+        isinstance(siret, str) and ministry.sirets.filter(siret=siret).exists()
+    ) or ministry.domains.filter(domain=domain).exists()
+
+
+def _identity_fields(claims: dict) -> dict:
+    fields = {
+        "given_name": claims.get("given_name"),
+        "usual_name": claims.get("usual_name"),
+        "organizational_unit": claims.get("organizational_unit"),
+    }
+    return {
+        k: str(v)[: 150 if k != "organizational_unit" else 255]
+        for k, v in fields.items()
+        if isinstance(v, str) and v
+    }
+
+
+def _receive_pending_grants(agent: Agent, actor: Actor) -> None:
+    for pending in PendingRoleGrant.objects.filter(email=agent.email).select_for_update():
+        if pending.ministry_id not in (None, agent.ministry_id):
+            continue  # promised on another ministry: it stays pending
+        grant, created = RoleGrant.objects.get_or_create(
+            agent=agent,
+            role=pending.role,
+            ministry=pending.ministry,
+            defaults={"granted_by": pending.invited_by},
+        )
+        if created:
+            audit_record(
+                actor=actor,
+                action="role_grant.create",
+                target=grant,
+                ministry_id=pending.ministry_id,
+                data={"agent": agent.email, "role": pending.role, "invited": True},
+            )
+        pending.delete()
+
+
+@transaction.atomic
+def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
+    """Decide who gets in from verified ProConnect claims; raise LoginRefused otherwise.
+
+    1. an agent bound to this ``sub``; 2. an imported agent (same email, not yet bound)
+    of the ministry the claims' SIRET or email domain belongs to; 3. a new agent when
+    that ministry allows creation at first login and has a free seat. Nothing is
+    written for a refused login.
+    """
+    from accounts.oidc.provider import LoginRefused
+    from licensing.services import seat_available
+
+    sub = claims.get("sub")
+    email = str(claims.get("email") or "").strip().lower()
+    if not isinstance(sub, str) or not sub or not email or "@" not in email:
+        raise LoginRefused("claims_missing", "sub and email are required", claims)
+    actor = Actor(user=None, ip=ip, label=email)
+
+    agent = Agent.objects.select_for_update().filter(sub=sub).first()
+    if agent is None:
+        agent = Agent.objects.select_for_update().filter(email=email).first()
+        if agent is not None and agent.sub:
+            raise LoginRefused("identity_conflict", "email bound to another sub", claims)
+    if agent is None:
+        ministry = _ministry_for_claims(claims)
+        if ministry is None:
+            raise LoginRefused("ministry_not_onboarded", email, claims)
+    else:
+        ministry = agent.ministry
+        if not agent.sub and ministry is not None and not _claims_belong_to(ministry, claims):
+            raise LoginRefused("ministry_mismatch", email, claims)
+    if agent is not None and not agent.is_active:
+        raise LoginRefused("account_deactivated", email, claims)
+    if ministry is not None and ministry.state == Ministry.State.SUSPENDED:
+        raise LoginRefused("ministry_suspended", ministry.code, claims)
+
+    fields = _identity_fields(claims)
+    if agent is None:
+        if not ministry.jit_provisioning:
+            raise LoginRefused("not_provisioned", email, claims)
+        if not seat_available(ministry=ministry):
+            raise LoginRefused("no_free_seat", ministry.code, claims)
+        agent = Agent(email=email, ministry=ministry, sub=sub, **fields)
+        agent.set_unusable_password()
+        agent.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="agent.create",
+            target=agent,
+            ministry_id=ministry.pk,
+            data={"email": email, "jit": True},
+        )
+    else:
+        changes = {k: v for k, v in fields.items() if getattr(agent, k) != v}
+        if email != agent.email and not Agent.objects.filter(email=email).exists():
+            changes["email"] = email
+        if not agent.sub:
+            changes["sub"] = sub
+        for name, value in changes.items():
+            setattr(agent, name, value)
+        agent.last_login = timezone.now()
+        agent.save()
+        if "sub" in changes:
+            audit_record(
+                actor=actor,
+                action="agent.bind",
+                target=agent,
+                ministry_id=agent.ministry_id,
+                data={"email": agent.email},
+            )
+    _receive_pending_grants(agent, actor)
+    audit_record(
+        actor=Actor(user=agent, ip=ip, label=agent.email),
+        action="auth.login",
+        target=agent,
+        ministry_id=agent.ministry_id,
+        data={"acr": claims.get("acr"), "idp_id": claims.get("idp_id")},
+    )
+    return agent
+
+
+def login_refusal_record(
+    *, reason: str, claims: dict | None, ip: str | None, detail: str = ""
+) -> None:
+    """Audit a refused login (never with a token, only the reason and who it seemed to be)."""
+    claims = claims or {}
+    email = str(claims.get("email") or "")[:254]
+    ministry = _ministry_for_claims(claims) if claims else None
+    audit_record(
+        actor=Actor(user=None, ip=ip, label=email or "anonymous"),
+        action="auth.login_refused",
+        ministry_id=ministry.pk if ministry else None,
+        data={"reason": reason, "detail": detail[:200], "email": email or None},
+    )

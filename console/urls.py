@@ -2,11 +2,12 @@
 
 from django.urls import path
 
+from accounts.oidc.views import logout_view
 from console import views
 
 app_name = "console"
 urlpatterns = [
     path("", views.home, name="home"),
     path("connexion/", views.login_page, name="login"),
-    path("deconnexion/", views.logout_view, name="logout"),
+    path("deconnexion/", logout_view, name="logout"),
 ]

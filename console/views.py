@@ -1,12 +1,12 @@
 """Console pages: login, logout, and one home page per role."""
 
 from django.conf import settings
-from django.contrib.auth import login, logout
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from accounts import selectors
 from accounts.access import access_for
@@ -38,7 +38,6 @@ def home(request):
             "ministries": ministries,
             "state_counts": [(Ministry.State(s).label, n) for s, n in states.items()],
             "me": request.user,
-            "title": "Accueil",
         },
     )
 
@@ -66,11 +65,13 @@ def login_page(request):
         )
     elif request.method == "POST":
         return redirect("console:login")
-    return render(request, "console/login.html", {"demo_agents": demo_agents, "title": "Connexion"})
-
-
-@require_POST
-def logout_view(request):
-    """End the local session."""
-    logout(request)
-    return redirect("console:login")
+    return render(
+        request,
+        "console/login.html",
+        {
+            "demo_agents": demo_agents,
+            "oidc_enabled": settings.OIDC_ENABLED,
+            "expired": "expired" in request.GET,
+            "logged_out": "logged_out" in request.GET,
+        },
+    )

@@ -103,6 +103,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.oidc.views.ProConnectSessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -128,7 +129,36 @@ TEMPLATES = [
 ]
 
 AUTH_USER_MODEL = "accounts.Agent"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "accounts.oidc.backend.ProConnectBackend",
+    # Django admin accounts with a password (staff only) and the demo's account picker.
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# ProConnect (OpenID Connect). Endpoints and keys come from the discovery document.
+OIDC_OP_DISCOVERY_URL = env.str("OIDC_OP_DISCOVERY_URL", default="")
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_ENABLED = bool(OIDC_OP_DISCOVERY_URL and OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET)
+OIDC_RP_SCOPES = env.str(
+    "OIDC_RP_SCOPES",
+    default="openid given_name usual_name email uid siret idp_id organizational_unit",
+)
+OIDC_ACR_VALUES = env.str("OIDC_ACR_VALUES", default="eidas1")
+OIDC_MIN_ACR = env.str("OIDC_MIN_ACR", default="eidas1")
+OIDC_AUTH_REQUEST_EXTRA_PARAMS = {"acr_values": OIDC_ACR_VALUES}
+OIDC_USE_PKCE = env.bool("OIDC_USE_PKCE", default=True)
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_USE_NONCE = True
+OIDC_STATE_SIZE = 48  # ProConnect requires at least 32 characters
+OIDC_NONCE_SIZE = 48
+OIDC_USERINFO_ACCEPT_JSON = env.bool("OIDC_USERINFO_ACCEPT_JSON", default=True)
+OIDC_TIMEOUT = (3.05, env.float("OIDC_TIMEOUT_SECONDS", default=10.0))
+OIDC_DISCOVERY_TTL_SECONDS = env.int("OIDC_DISCOVERY_TTL_SECONDS", default=3600)
+OIDC_CLOCK_SKEW_SECONDS = env.int("OIDC_CLOCK_SKEW_SECONDS", default=60)
+# Silent re-authentication (prompt=none) once the ID token is this old.
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", default=900)
+OIDC_EXEMPT_URLS = ["/healthz", "/readyz", "console:login", "oidc_logout_callback"]
 LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:home"
 

@@ -1,0 +1,1 @@
+"""The relying party of ProConnect: discovery, token checks, login views, backend."""

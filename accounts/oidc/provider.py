@@ -1,0 +1,246 @@
+"""What this service knows of the identity provider: its metadata and its keys.
+
+Metadata comes from the discovery document and is cached; signing keys come from
+the JWKS and are cached too, refetched once when a token names an unknown ``kid``
+(so the provider can rotate keys) but never more than once every few seconds.
+Every check a token must pass is here, with a precise reason when it fails.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import jwt
+import requests
+from django.conf import settings
+
+ALLOWED_ALGORITHMS = ("RS256", "ES256")
+# ProConnect's assurance levels, weakest first; anything else is below eidas1.
+ACR_LEVELS = ("eidas1", "eidas2", "eidas3")
+JWKS_MIN_REFETCH_SECONDS = 5.0
+
+
+class LoginRefused(Exception):
+    """A login that must not go through; ``reason`` is a code the refusal page explains."""
+
+    def __init__(self, reason: str, detail: str = "", claims: dict | None = None):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.claims = claims or {}
+
+
+@dataclass
+class _ProviderCache:
+    metadata: dict | None = None
+    metadata_at: float = 0.0
+    keys: dict = field(default_factory=dict)
+    keys_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_caches: dict[str, _ProviderCache] = {}
+_caches_lock = threading.Lock()
+
+
+def _cache() -> _ProviderCache:
+    url = settings.OIDC_OP_DISCOVERY_URL
+    with _caches_lock:
+        return _caches.setdefault(url, _ProviderCache())
+
+
+_session = requests.Session()
+_timing = threading.local()
+
+
+def provider_seconds() -> float:
+    """Seconds this thread spent waiting for the provider since the last reset."""
+    return getattr(_timing, "seconds", 0.0)
+
+
+def provider_timer_reset() -> None:
+    _timing.seconds = 0.0
+
+
+class _TimedSession:
+    """Every call to the provider goes through here, so its share of a login is known."""
+
+    def request(self, method: str, url: str, **kwargs) -> requests.Response:
+        started = time.perf_counter()
+        try:
+            return _session.request(method, url, **kwargs)
+        finally:
+            _timing.seconds = provider_seconds() + time.perf_counter() - started
+
+    def get(self, url: str, **kwargs) -> requests.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs) -> requests.Response:
+        return self.request("POST", url, **kwargs)
+
+
+_timed = _TimedSession()
+
+
+def http() -> _TimedSession:
+    """The HTTP client for every call to the provider."""
+    return _timed
+
+
+def provider_metadata() -> dict:
+    """The discovery document, cached for ``OIDC_DISCOVERY_TTL_SECONDS``."""
+    cache = _cache()
+    with cache.lock:
+        fresh = time.monotonic() - cache.metadata_at < settings.OIDC_DISCOVERY_TTL_SECONDS
+        if cache.metadata is not None and fresh:
+            return cache.metadata
+        response = http().get(settings.OIDC_OP_DISCOVERY_URL, timeout=settings.OIDC_TIMEOUT)
+        response.raise_for_status()
+        metadata = response.json()
+        for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
+            if not isinstance(metadata.get(key), str):
+                raise LoginRefused("provider_misconfigured", f"discovery lacks {key}")
+        cache.metadata, cache.metadata_at = metadata, time.monotonic()
+        return metadata
+
+
+def _fetch_keys(cache: _ProviderCache) -> None:
+    response = http().get(provider_metadata()["jwks_uri"], timeout=settings.OIDC_TIMEOUT)
+    response.raise_for_status()
+    keys = {}
+    for jwk in response.json().get("keys", []):
+        if jwk.get("use", "sig") != "sig" or "kid" not in jwk:
+            continue
+        try:
+            keys[jwk["kid"]] = jwt.PyJWK(jwk)
+        except jwt.PyJWTError:
+            continue  # a key of a type we do not use
+    cache.keys, cache.keys_at = keys, time.monotonic()
+
+
+def signing_key(kid: str | None) -> jwt.PyJWK:
+    """The provider's key ``kid``, refetching the JWKS once if it is not known yet."""
+    cache = _cache()
+    with cache.lock:
+        if kid in cache.keys:
+            return cache.keys[kid]
+        if not cache.keys or time.monotonic() - cache.keys_at > JWKS_MIN_REFETCH_SECONDS:
+            _fetch_keys(cache)
+        if kid in cache.keys:
+            return cache.keys[kid]
+    raise LoginRefused("unknown_key", f"no key {kid!r} in the provider's JWKS")
+
+
+def acr_satisfies(acr: str | None, minimum: str) -> bool:
+    """Whether ``acr`` (eidas1, eidas2, eidas3, optionally with -mfa) reaches ``minimum``."""
+    if not acr:
+        return False
+    base = acr.removesuffix("-mfa")
+    if base not in ACR_LEVELS:
+        return False
+    return ACR_LEVELS.index(base) >= ACR_LEVELS.index(minimum)
+
+
+def verify_signed_jwt(token: str, *, purpose: str, require: tuple[str, ...]) -> dict:
+    """Check a JWT from the provider: allowed algorithm, signature, ``iss``, ``aud``, expiry."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise LoginRefused("invalid_token", f"{purpose} is not a signed JWT")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise LoginRefused("invalid_token", f"{purpose} header unreadable") from exc
+    algorithm = header.get("alg")
+    if algorithm not in ALLOWED_ALGORITHMS:
+        raise LoginRefused("algorithm_refused", f"{purpose} signed with {algorithm!r}")
+    key = signing_key(header.get("kid"))
+    try:
+        return jwt.decode(
+            token,
+            key=key,
+            algorithms=[algorithm],
+            audience=settings.OIDC_RP_CLIENT_ID,
+            issuer=provider_metadata()["issuer"],
+            leeway=settings.OIDC_CLOCK_SKEW_SECONDS,
+            options={"require": list(require), "strict_aud": False},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise LoginRefused("token_expired", purpose) from exc
+    except jwt.InvalidAudienceError as exc:
+        raise LoginRefused("wrong_audience", purpose) from exc
+    except jwt.InvalidIssuerError as exc:
+        raise LoginRefused("wrong_issuer", purpose) from exc
+    except jwt.InvalidSignatureError as exc:
+        raise LoginRefused("bad_signature", purpose) from exc
+    except jwt.PyJWTError as exc:
+        raise LoginRefused("invalid_token", f"{purpose}: {type(exc).__name__}") from exc
+
+
+def verify_id_token(id_token: str, *, nonce: str | None) -> dict:
+    """All of OpenID Connect Core 3.1.3.7 that applies, plus ProConnect's minimum ``acr``."""
+    claims = verify_signed_jwt(
+        id_token, purpose="ID token", require=("iss", "aud", "exp", "iat", "sub")
+    )
+    if settings.OIDC_USE_NONCE and not (
+        nonce
+        and isinstance(claims.get("nonce"), str)
+        and hmac.compare_digest(claims["nonce"], nonce)
+    ):
+        raise LoginRefused("nonce_mismatch", "ID token nonce differs from the one sent")
+    if not acr_satisfies(claims.get("acr"), settings.OIDC_MIN_ACR):
+        raise LoginRefused("acr_too_low", f"acr {claims.get('acr')!r}", claims)
+    return claims
+
+
+def fetch_userinfo(access_token: str, *, id_token_claims: dict) -> dict:
+    """Userinfo as a signed JWT (checked like the ID token) or JSON; same ``sub`` required."""
+    response = http().get(
+        provider_metadata()["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=settings.OIDC_TIMEOUT,
+    )
+    response.raise_for_status()
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if content_type == "application/jwt":
+        claims = verify_signed_jwt(response.text.strip(), purpose="userinfo", require=("sub",))
+    elif content_type == "application/json" and settings.OIDC_USERINFO_ACCEPT_JSON:
+        try:
+            claims = response.json()
+        except json.JSONDecodeError as exc:
+            raise LoginRefused("invalid_userinfo", "userinfo is not JSON") from exc
+    else:
+        raise LoginRefused("invalid_userinfo", f"userinfo served as {content_type!r}")
+    if not isinstance(claims, dict) or claims.get("sub") != id_token_claims.get("sub"):
+        raise LoginRefused("userinfo_sub_mismatch", "userinfo is about another subject")
+    return claims
+
+
+def exchange_code(*, code: str, redirect_uri: str, code_verifier: str | None) -> dict:
+    """Trade the authorization code for tokens (``client_secret_post``)."""
+    payload = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": settings.OIDC_RP_CLIENT_ID,
+        "client_secret": settings.OIDC_RP_CLIENT_SECRET,
+    }
+    if code_verifier:
+        payload["code_verifier"] = code_verifier
+    response = http().post(
+        provider_metadata()["token_endpoint"], data=payload, timeout=settings.OIDC_TIMEOUT
+    )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        raise LoginRefused("code_rejected", str(error or response.status_code))
+    if not isinstance(body, dict) or not body.get("id_token") or not body.get("access_token"):
+        raise LoginRefused("invalid_token", "token response lacks id_token or access_token")
+    if str(body.get("token_type", "")).lower() != "bearer":
+        raise LoginRefused("invalid_token", "token_type is not Bearer")
+    return body

@@ -1,0 +1,225 @@
+"""Login, callback and logout views of the ProConnect relying party.
+
+The parent views of mozilla-django-oidc build the authorization request (state,
+nonce, PKCE, ``acr_values``) and check the callback's state; these subclasses
+take the endpoints from discovery, turn every failure into a French page that
+says why (and an audit event), and time the provider's share of each login.
+"""
+
+import time
+
+import requests
+from django.conf import settings
+from django.contrib import auth
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare, get_random_string
+from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET, require_POST
+from mozilla_django_oidc.middleware import SessionRefresh
+from mozilla_django_oidc.utils import absolutify, import_from_settings
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
+
+from accounts.oidc import provider
+from accounts.oidc.provider import LoginRefused
+from accounts.services import login_refusal_record
+from audit.actor import Actor, client_ip
+from audit.services import audit_record
+
+# What the agent reads for each refusal: what happened, and what to do.
+REASONS = {
+    "ministry_not_onboarded": (
+        _("Your administration does not use this service yet."),
+        _("Ask your IT department to contact the service's team to join it."),
+    ),
+    "ministry_suspended": (
+        _("Access for your administration is suspended."),
+        _("Your IT department knows why and when it will come back."),
+    ),
+    "account_deactivated": (
+        _("Your account has been deactivated."),
+        _("If you think this is a mistake, contact your ministry's administrator."),
+    ),
+    "no_free_seat": (
+        _("Your administration has no free seat left."),
+        _("Your ministry's administrator can free or add seats."),
+    ),
+    "not_provisioned": (
+        _("Your account has not been created in this service yet."),
+        _("Your administration creates accounts itself: ask its administrator."),
+    ),
+    "ministry_mismatch": (
+        _("Your account belongs to another administration than the one ProConnect gave."),
+        _("Contact your ministry's administrator to correct your account."),
+    ),
+    "identity_conflict": (
+        _("This email address is already linked to another ProConnect identity."),
+        _("Contact your ministry's administrator."),
+    ),
+    "acr_too_low": (
+        _("Your login's assurance level is too low for this service."),
+        _("Log in again with your administration's identity provider."),
+    ),
+    "provider_unreachable": (
+        _("ProConnect cannot be reached at the moment."),
+        _("Please try again in a few minutes."),
+    ),
+}
+SECURITY_REASON = (
+    _("The login could not be verified and was stopped for your safety."),
+    _("Please try again. If it happens again, contact your IT department."),
+)
+
+
+def _refusal(request, reason: str, *, claims=None, detail: str = "", status: int = 403):
+    """End any session, audit the refusal, and say why in French."""
+    if request.user.is_authenticated:
+        auth.logout(request)
+    login_refusal_record(reason=reason, claims=claims, ip=client_ip(request), detail=detail)
+    title, advice = REASONS.get(reason, SECURITY_REASON)
+    return render(
+        request,
+        "console/login_refused.html",
+        {"reason": reason, "message": title, "advice": advice, "title": title},
+        status=status,
+    )
+
+
+def _server_timing(response, started: float):
+    """Split the request's time between this service and the provider (Server-Timing)."""
+    total = time.perf_counter() - started
+    upstream = provider.provider_seconds()
+    response["Server-Timing"] = (
+        f"app;dur={max(total - upstream, 0) * 1000:.1f}, idp;dur={upstream * 1000:.1f}"
+    )
+    return response
+
+
+class ProConnectLoginView(OIDCAuthenticationRequestView):
+    """Start the authorization code flow (state, nonce, PKCE S256, acr_values)."""
+
+    def __init__(self, *args, **kwargs):
+        super(OIDCAuthenticationRequestView, self).__init__(*args, **kwargs)
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+
+    def get(self, request):
+        started = time.perf_counter()
+        provider.provider_timer_reset()
+        if not settings.OIDC_ENABLED:
+            return redirect("console:login")
+        try:
+            self.OIDC_OP_AUTH_ENDPOINT = provider.provider_metadata()["authorization_endpoint"]
+        except (requests.RequestException, ValueError, LoginRefused):
+            return _refusal(request, "provider_unreachable", status=503)
+        return _server_timing(super().get(request), started)
+
+
+class ProConnectCallbackView(OIDCAuthenticationCallbackView):
+    """The provider's answer: refuse precisely, or log the agent in."""
+
+    def get(self, request):
+        started = time.perf_counter()
+        provider.provider_timer_reset()
+        error = request.GET.get("error")
+        if error:
+            # The state is spent either way, so the same answer cannot be replayed.
+            request.session.get("oidc_states", {}).pop(request.GET.get("state"), None)
+            request.session.modified = True
+            if error == "login_required":
+                # A silent re-authentication found no session at the provider.
+                auth.logout(request)
+                return redirect(f"{reverse('console:login')}?{urlencode({'expired': 1})}")
+            return _refusal(request, "provider_error", detail=str(error)[:100])
+        state = request.GET.get("state", "")
+        if "code" not in request.GET or state not in request.session.get("oidc_states", {}):
+            return _refusal(request, "state_mismatch", status=400)
+        try:
+            response = super().get(request)
+        except LoginRefused as exc:
+            return _refusal(request, exc.reason, claims=exc.claims, detail=exc.detail)
+        except SuspiciousOperation as exc:
+            return _refusal(request, "invalid_response", detail=str(exc)[:100], status=400)
+        except requests.RequestException as exc:
+            return _refusal(request, "provider_unreachable", detail=type(exc).__name__, status=503)
+        return _server_timing(response, started)
+
+    def login_failure(self):
+        return _refusal(self.request, "login_failed")
+
+
+@require_POST
+def logout_view(request):
+    """End the local session at once, then ask the provider to end its own.
+
+    The local session ends first, so an unreachable provider never keeps an agent
+    logged in here.
+    """
+    id_token = request.session.get("oidc_id_token")
+    if request.user.is_authenticated:
+        user = request.user
+        audit_record(
+            actor=Actor(user=user, ip=client_ip(request), label=user.email),
+            action="auth.logout",
+            target=user,
+            ministry_id=user.ministry_id,
+        )
+    auth.logout(request)
+    if not (settings.OIDC_ENABLED and id_token):
+        return redirect("console:login")
+    try:
+        end_session = provider.provider_metadata().get("end_session_endpoint")
+    except (requests.RequestException, ValueError, LoginRefused):
+        end_session = None
+    if not end_session:
+        return redirect("console:login")
+    state = get_random_string(settings.OIDC_STATE_SIZE)
+    request.session["oidc_logout_state"] = state
+    query = urlencode(
+        {
+            "id_token_hint": id_token,
+            "state": state,
+            "post_logout_redirect_uri": absolutify(request, reverse("oidc_logout_callback")),
+        }
+    )
+    return HttpResponseRedirect(f"{end_session}?{query}")
+
+
+@require_GET
+def logout_callback(request):
+    """Back from the provider's logout: the state must be the one we sent."""
+    expected = request.session.pop("oidc_logout_state", None)
+    received = request.GET.get("state", "")
+    if not expected or not constant_time_compare(expected, received):
+        return render(request, "console/logout_unverified.html", status=400)
+    return redirect(f"{reverse('console:login')}?{urlencode({'logged_out': 1})}")
+
+
+class ProConnectSessionRefresh(SessionRefresh):
+    """mozilla-django-oidc's silent re-authentication (prompt=none), with the
+    authorization endpoint read from discovery when needed, not at start-up."""
+
+    def __init__(self, get_response):
+        super(SessionRefresh, self).__init__(get_response)
+        self.OIDC_EXEMPT_URLS = import_from_settings("OIDC_EXEMPT_URLS", [])
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        self.OIDC_STATE_SIZE = settings.OIDC_STATE_SIZE
+        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+        self.OIDC_RP_SCOPES = settings.OIDC_RP_SCOPES
+        self.OIDC_USE_NONCE = settings.OIDC_USE_NONCE
+        self.OIDC_NONCE_SIZE = settings.OIDC_NONCE_SIZE
+
+    def process_request(self, request):
+        if not settings.OIDC_ENABLED or request.path_info.startswith("/api/"):
+            return None
+        if not self.is_refreshable_url(request):
+            return None
+        try:
+            self.OIDC_OP_AUTHORIZATION_ENDPOINT = provider.provider_metadata()[
+                "authorization_endpoint"
+            ]
+        except (requests.RequestException, ValueError, LoginRefused):
+            return None  # the provider is down: keep the local session until it is back
+        return super().process_request(request)

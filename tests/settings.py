@@ -58,4 +58,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Static files come from the apps' folders (no collectstatic before the suite).
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = False  # scanning 70k files per test client is slow

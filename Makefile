@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+IDP_NODE := deploy/dev-idp/node_modules/.bin/node
+CHROMIUM := /usr/bin/chromium
 PORT ?= 8000
 
 # The demo runs on the embedded defaults: SQLite, eager Celery, DEBUG on.
@@ -20,7 +22,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create the virtualenv and install pinned dependencies
+# The dev identity provider runs on Node 22, installed inside its folder by npm.
+$(IDP_NODE): deploy/dev-idp/package-lock.json
+	npm ci --prefix deploy/dev-idp --no-audit --no-fund
+	touch $(IDP_NODE)
+
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+install: $(STAMP) $(IDP_NODE) ## Create the virtualenv and install pinned dependencies
 
 run: $(STAMP) ## Migrate, seed the demo and start the app on http://127.0.0.1:8000/
 	mkdir -p var
@@ -38,7 +49,7 @@ lint: $(STAMP) ## ruff lint and format check, migrations up to date
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 # tests/settings.py points the suite at this machine's PostgreSQL and Redis.
-test: $(STAMP) lint ## Lint, then the whole suite on PostgreSQL and Redis
+test: $(STAMP) $(IDP_NODE) $(CHROMIUM) lint ## Lint, then the whole suite on PostgreSQL and Redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP) ## Reformat the code

@@ -623,7 +623,9 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
 
     fields = _identity_fields(claims)
     if agent is None:
-        if not ministry.jit_provisioning:
+        # An admin named at onboarding is expected even where JIT creation is off.
+        invited = PendingRoleGrant.objects.filter(email=email, ministry=ministry).exists()
+        if not (ministry.jit_provisioning or invited):
             raise LoginRefused("not_provisioned", email, claims)
         if not seat_available(ministry=ministry):
             raise LoginRefused("no_free_seat", ministry.code, claims)
@@ -635,7 +637,7 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
             action="agent.create",
             target=agent,
             ministry_id=ministry.pk,
-            data={"email": email, "jit": True},
+            data={"email": email, "jit": True, "invited": invited},
         )
     else:
         changes = {k: v for k, v in fields.items() if getattr(agent, k) != v}

@@ -26,6 +26,8 @@ def manage(*args, **env):
             "DATABASE_URL",
             "CELERY_BROKER_URL",
             "SECURE_SSL_REDIRECT",
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
             "STATICFILES_BACKEND",
             "DJANGO_SETTINGS_MODULE",
         }

@@ -39,8 +39,9 @@ class _ProviderCache:
     metadata: dict | None = None
     metadata_at: float = 0.0
     keys: dict = field(default_factory=dict)
-    keys_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # When each unknown kid last made us refetch the JWKS (one refetch per kid per window).
+    misses: dict = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 _caches: dict[str, _ProviderCache] = {}
@@ -119,7 +120,7 @@ def _fetch_keys(cache: _ProviderCache) -> None:
             keys[jwk["kid"]] = jwt.PyJWK(jwk)
         except jwt.PyJWTError:
             continue  # a key of a type we do not use
-    cache.keys, cache.keys_at = keys, time.monotonic()
+    cache.keys = keys
 
 
 def signing_key(kid: str | None) -> jwt.PyJWK:
@@ -128,7 +129,13 @@ def signing_key(kid: str | None) -> jwt.PyJWK:
     with cache.lock:
         if kid in cache.keys:
             return cache.keys[kid]
-        if not cache.keys or time.monotonic() - cache.keys_at > JWKS_MIN_REFETCH_SECONDS:
+        now = time.monotonic()
+        if not cache.keys or now - cache.misses.get(kid, -JWKS_MIN_REFETCH_SECONDS) >= (
+            JWKS_MIN_REFETCH_SECONDS
+        ):
+            cache.misses[kid] = now
+            if len(cache.misses) > 100:  # forget old misses; the window is short anyway
+                cache.misses = {kid: now}
             _fetch_keys(cache)
         if kid in cache.keys:
             return cache.keys[kid]
@@ -244,3 +251,9 @@ def exchange_code(*, code: str, redirect_uri: str, code_verifier: str | None) ->
     if str(body.get("token_type", "")).lower() != "bearer":
         raise LoginRefused("invalid_token", "token_type is not Bearer")
     return body
+
+
+def provider_cache_clear() -> None:
+    """Forget every provider's metadata and keys (after a configuration change)."""
+    with _caches_lock:
+        _caches.clear()

@@ -116,6 +116,14 @@ class ProConnectLoginView(OIDCAuthenticationRequestView):
             return _refusal(request, "provider_unreachable", status=503)
         return _server_timing(super().get(request), started)
 
+    def get_extra_params(self, request):
+        """``acr_values``, and the agent's email as ``login_hint`` when the page gives one."""
+        params = dict(super().get_extra_params(request))
+        hint = request.GET.get("login_hint", "")
+        if hint and len(hint) <= 254 and "@" in hint:
+            params["login_hint"] = hint
+        return params
+
 
 class ProConnectCallbackView(OIDCAuthenticationCallbackView):
     """The provider's answer: refuse precisely, or log the agent in."""

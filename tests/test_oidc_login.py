@@ -1,0 +1,397 @@
+"""Agents log in through a real OpenID provider (deploy/dev-idp) over real HTTP.
+
+The RP runs in Django's live server; a requests session plays the browser and
+follows every redirect between the two. Tampering tests rewrite the provider's
+back-channel answers to the RP, as an attacker on that path would.
+"""
+
+import base64
+
+import pytest
+from django.contrib.sessions.models import Session
+
+from accounts.models import Agent, RoleGrant
+from accounts.oidc import provider
+from accounts.services import agent_deactivate, role_grant_invite
+from audit.actor import Actor
+from audit.models import AuditEvent
+from audit.services import audit_chain_verify
+from tests import oidc_helpers as h
+from tests.conftest import requires_postgres
+from tests.idp import running_dev_idp
+
+pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+JEANNE = "jeanne.martin@alpha.gouv.fr"
+PAUL = "paul.durand@bravo.gouv.fr"
+
+
+@pytest.fixture(scope="session")
+def rp_idp(live_server):
+    """The dev IdP with a client whose redirect URIs are the live server's."""
+    with running_dev_idp(
+        redirect_uri=f"{live_server.url}/oidc/callback/",
+        post_logout_redirect_uri=f"{live_server.url}/oidc/logout/callback/",
+        accounts=h.ACCOUNTS,
+    ) as idp:
+        yield idp
+
+
+@pytest.fixture
+def rp(rp_idp, live_server, settings, monkeypatch):
+    """The RP configured against the IdP, two ministries, and an interceptor."""
+    settings.OIDC_OP_DISCOVERY_URL = f"{rp_idp.issuer}/.well-known/openid-configuration"
+    settings.OIDC_RP_CLIENT_ID = rp_idp.client_id
+    settings.OIDC_RP_CLIENT_SECRET = rp_idp.client_secret
+    settings.OIDC_ENABLED = True
+    h.reset_provider_cache()
+    interceptor = h.Interceptor()
+    real = provider._session.request
+    monkeypatch.setattr(
+        provider._session,
+        "request",
+        lambda method, url, **kw: interceptor.request(real, method, url, **kw),
+    )
+    alpha, bravo = h.make_ministries()
+
+    class RP:
+        pass
+
+    rp = RP()
+    rp.idp, rp.alpha, rp.bravo, rp.mitm = rp_idp, alpha, bravo, interceptor
+    rp.browser = lambda: h.Browser(live_server.url)
+    yield rp
+    h.reset_provider_cache()
+
+
+def imported(ministry, email, **fields):
+    """An agent as a CSV import leaves them: known by email, no sub yet."""
+    agent = Agent(email=email, ministry=ministry, **fields)
+    agent.set_unusable_password()
+    agent.save()
+    return agent
+
+
+def refusals():
+    return list(
+        AuditEvent.objects.filter(action="auth.login_refused").values_list(
+            "data__reason", flat=True
+        )
+    )
+
+
+def assert_refused(browser, response, reason, status=403):
+    """The refusal page says why, no session is left, and the refusal is audited."""
+    assert response.status_code == status, response.text[:500]
+    assert f'data-reason="{reason}"' in response.text
+    assert "Connexion refusée" in response.text
+    assert not browser.logged_in()
+    assert refusals() == [reason]
+    assert audit_chain_verify().intact
+
+
+# --- Who gets in ---------------------------------------------------------------------------
+
+
+def test_imported_agent_is_bound_at_first_login(rp):
+    """An agent imported by email is bound to the IdP's sub and lands on the console."""
+    agent = imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    response = browser.login(JEANNE)
+    assert response.status_code == 200
+    assert response.url.endswith("/console/")
+    assert "Jeanne Martin" in response.text and "Ministère Alpha" in response.text
+    agent.refresh_from_db()
+    assert agent.sub == h.SUB[JEANNE]
+    assert agent.organizational_unit == "Bureau des systèmes"
+    assert list(AuditEvent.objects.order_by("sequence").values_list("action", flat=True)) == [
+        "agent.bind",
+        "auth.login",
+    ]
+    assert AuditEvent.objects.get(action="auth.login").data == {
+        "acr": "eidas1",
+        "idp_id": "11111111-2222-3333-4444-555555555555",
+    }
+
+
+def test_bound_agent_is_updated_from_claims_and_keeps_its_sub(rp):
+    """A known sub logs in; names follow the claims, the sub never changes."""
+    imported(rp.alpha, JEANNE, sub=h.SUB[JEANNE], given_name="Old", usual_name="Name")
+    browser = rp.browser()
+    assert browser.login(JEANNE).url.endswith("/console/")
+    agent = Agent.objects.get(email=JEANNE)
+    assert (agent.given_name, agent.usual_name, agent.sub) == ("Jeanne", "Martin", h.SUB[JEANNE])
+    assert Agent.objects.count() == 1
+
+
+def test_jit_creates_the_agent_when_the_ministry_allows_it(rp):
+    """Bravo allows creation at first login: Paul is created, bound, and logged in."""
+    browser = rp.browser()
+    response = browser.login(PAUL)
+    assert response.url.endswith("/console/")
+    agent = Agent.objects.get(email=PAUL)
+    assert (agent.ministry, agent.sub, agent.is_active) == (rp.bravo, h.SUB[PAUL], True)
+    assert AuditEvent.objects.filter(action="agent.create", object_id=str(agent.pk)).exists()
+
+
+def test_admin_named_by_email_gets_the_role_at_first_login(rp, world_operator):
+    """A pending admin grant becomes a real role when that person first logs in."""
+    role_grant_invite(
+        actor=Actor(user=world_operator, label="op"),
+        email="cheffe@alpha.gouv.fr",
+        role="ministry_admin",
+        ministry=rp.alpha,
+    )
+    response = rp.browser().login("cheffe@alpha.gouv.fr")
+    assert response.url.endswith("/console/")
+    assert "Administrateur ministériel" in response.text
+    agent = Agent.objects.get(email="cheffe@alpha.gouv.fr")
+    assert RoleGrant.objects.filter(agent=agent, role="ministry_admin", ministry=rp.alpha).exists()
+
+
+@pytest.fixture
+def world_operator(db):
+    from tests.factories import AgentFactory, grant
+
+    return grant(AgentFactory(ministry=None, email="op@numerique.gouv.fr"), "operator")
+
+
+@pytest.mark.parametrize(
+    ("email", "setup", "reason"),
+    [
+        ("someone@inconnu.gouv.fr", None, "ministry_not_onboarded"),
+        (JEANNE, None, "not_provisioned"),
+        (JEANNE, "suspended", "ministry_suspended"),
+        (JEANNE, "deactivated", "account_deactivated"),
+        (PAUL, "no_seat", "no_free_seat"),
+        (JEANNE, "min_acr", "acr_too_low"),
+    ],
+)
+def test_everyone_else_is_refused_with_a_reason(rp, monkeypatch, settings, email, setup, reason):
+    """Each refusal gives a French page saying why and what to do; nothing is created."""
+    if setup == "suspended":
+        imported(rp.alpha, JEANNE)
+        rp.alpha.state = "suspended"
+        rp.alpha.save()
+    elif setup == "deactivated":
+        agent = imported(rp.alpha, JEANNE)
+        Agent.objects.filter(pk=agent.pk).update(
+            is_active=False, deactivated_at="2026-01-01T00:00Z"
+        )
+    elif setup == "no_seat":
+        monkeypatch.setattr("licensing.services.seat_available", lambda ministry: False)
+    elif setup == "min_acr":
+        imported(rp.alpha, JEANNE)
+        settings.OIDC_MIN_ACR = "eidas2"
+    agents_before = set(Agent.objects.values_list("email", "sub", "is_active"))
+    browser = rp.browser()
+    assert_refused(browser, browser.login(email), reason)
+    assert set(Agent.objects.values_list("email", "sub", "is_active")) == agents_before
+
+
+def test_deactivation_ends_open_sessions_at_once(rp):
+    """Once deactivated, an agent's open console session is refused on the next request."""
+    agent = imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    assert browser.logged_in()
+    operator = Agent.objects.create_user("op@numerique.gouv.fr")
+    operator.grants.create(role="operator")
+    agent_deactivate(actor=Actor(user=operator, label="op"), agent=agent)
+    assert not browser.logged_in()
+
+
+# --- Logout ----------------------------------------------------------------------------------
+
+
+def test_logout_ends_both_sessions_and_checks_the_state(rp):
+    """Logout goes to the IdP with id_token_hint and state, and comes back verified."""
+    imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    id_token = Session.objects.get().get_decoded()["oidc_id_token"]
+    page = browser.post_form("/console/deconnexion/")
+    assert page.url.startswith(f"{rp.idp.issuer}/session/end?")
+    for param in (f"id_token_hint={id_token}", "state=", "post_logout_redirect_uri="):
+        assert param in page.url
+    assert not browser.logged_in(), "the local session ends before the IdP answers"
+    back = browser.confirm_idp_logout(page)
+    assert back.url.endswith("/console/connexion/?logged_out=1"), back.url
+    assert "Vous êtes déconnecté" in back.text
+    assert AuditEvent.objects.filter(action="auth.logout").count() == 1
+    # The IdP session is gone too: a new login asks for an account again.
+    again = browser.get("/oidc/authenticate/")
+    assert again.url.startswith(rp.idp.root) and "interaction" in again.url
+
+
+def test_logout_with_a_wrong_state_is_not_confirmed(rp):
+    """Coming back from the IdP with another state is flagged, not trusted."""
+    response = rp.browser().get("/oidc/logout/callback/?state=forged")
+    assert response.status_code == 400
+    assert 'id="logout-unverified"' in response.text
+
+
+def test_logout_works_when_the_provider_is_unreachable(rp, settings):
+    """The local session ends even when the IdP cannot be reached."""
+    imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    settings.OIDC_OP_DISCOVERY_URL = "http://127.0.0.1:9/.well-known/openid-configuration"
+    h.reset_provider_cache()
+    response = browser.post_form("/console/deconnexion/")
+    assert response.url.endswith("/console/connexion/")
+    assert not browser.logged_in()
+
+
+# --- Keys ------------------------------------------------------------------------------------
+
+
+def test_key_rotation_is_followed(rp):
+    """After the IdP rotates its signing key, the next login verifies with the new key."""
+    imported(rp.alpha, JEANNE)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    kids = rp.idp.rotate_keys(drop_old=True)
+    browser = rp.browser()
+    response = browser.login(JEANNE)
+    assert response.url.endswith("/console/"), response.text[:300]
+    assert kids[0] in provider._cache().keys
+
+
+# --- Refusals on tampered answers ---------------------------------------------------------------
+
+
+def _flip_signature(body):
+    header, payload, signature = body["id_token"].split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[0] ^= 0xFF
+    body["id_token"] = f"{header}.{payload}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
+
+
+def _alg_none(body):
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    payload = body["id_token"].split(".")[1]
+    header = b64(b'{"alg":"none","typ":"JWT"}')
+    body["id_token"] = f"{header}.{payload}."
+
+
+def _claims(**changes):
+    def change(claims):
+        claims.update(changes)
+
+    return change
+
+
+TAMPERING = {
+    "bad_signature": lambda mitm: mitm.rewrite_tokens(_flip_signature),
+    "algorithm_refused": lambda mitm: mitm.rewrite_tokens(_alg_none),
+    "wrong_issuer": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, _claims(iss="https://evil.example/api/v2"))),
+    )[-1],
+    "wrong_audience": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, _claims(aud="someone-else"))),
+    )[-1],
+    "token_expired": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, _claims(exp=1_600_000_000, iat=1_599_999_000))),
+    )[-1],
+    "nonce_mismatch": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, _claims(nonce="x" * 48))),
+    )[-1],
+    "unknown_key": lambda mitm: mitm.rewrite_tokens(h.reforge(mitm, _claims())),
+    "userinfo_sub_mismatch": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_userinfo(lambda text: mitm.sign({**h.unverified(text), "sub": "another-sub"})),
+    )[-1],
+    "userinfo_bad_signature": lambda mitm: mitm.rewrite_userinfo(
+        lambda text: text[:-4] + ("AAAA" if not text.endswith("AAAA") else "BBBB")
+    ),
+    "userinfo_wrong_audience": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_userinfo(
+            lambda text: mitm.sign({**h.unverified(text), "aud": "someone-else"})
+        ),
+    )[-1],
+}
+EXPECTED = {"userinfo_bad_signature": "bad_signature", "userinfo_wrong_audience": "wrong_audience"}
+
+
+@pytest.mark.parametrize("attack", list(TAMPERING))
+def test_tampered_answers_are_refused(rp, attack):
+    """Every forged or altered token ends with no session and an audited refusal."""
+    imported(rp.alpha, JEANNE)
+    TAMPERING[attack](rp.mitm)
+    browser = rp.browser()
+    assert_refused(browser, browser.login(JEANNE), EXPECTED.get(attack, attack))
+    assert Agent.objects.get(email=JEANNE).sub is None
+
+
+def test_state_mismatch_or_missing_is_refused(rp):
+    """A callback whose state this browser never sent is refused (CSRF on login)."""
+    browser = rp.browser()
+    assert_refused(
+        browser, browser.get("/oidc/callback/?code=abc&state=forged"), "state_mismatch", status=400
+    )
+
+
+def test_missing_state_is_refused(rp):
+    """A callback without any state is refused too."""
+    browser = rp.browser()
+    assert_refused(browser, browser.get("/oidc/callback/?code=abc"), "state_mismatch", status=400)
+
+
+def test_replayed_code_is_refused(rp):
+    """A code used once is refused by the IdP when replayed under a fresh state."""
+    imported(rp.alpha, JEANNE)
+    captured = {}
+
+    def capture(real, method, url, **kwargs):
+        captured["code"] = kwargs["data"]["code"]
+        return real(method, url, **kwargs)
+
+    rp.mitm.on(lambda m, u: m == "POST" and u.endswith("/token"), capture)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    attacker = rp.browser()
+    start = attacker.get("/oidc/authenticate/", allow_redirects=False)
+    state = dict(p.split("=", 1) for p in start.headers["Location"].split("?")[1].split("&"))[
+        "state"
+    ]
+    response = attacker.get(f"/oidc/callback/?code={captured['code']}&state={state}")
+    assert response.status_code == 403
+    assert 'data-reason="code_rejected"' in response.text
+    assert "code_rejected" in refusals()
+
+
+@pytest.mark.parametrize("stage", ["start", "token"])
+def test_provider_unreachable_gives_a_clear_page(rp, settings, stage):
+    """No 500 when the IdP is down: a French page says to try again later."""
+    import requests
+
+    imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    if stage == "start":
+        settings.OIDC_OP_DISCOVERY_URL = "http://127.0.0.1:9/.well-known/openid-configuration"
+        h.reset_provider_cache()
+    else:
+
+        def down(real, method, url, **kwargs):
+            raise requests.ConnectionError("connection refused")
+
+        rp.mitm.on(lambda m, u: m == "POST" and u.endswith("/token"), down)
+    response = browser.login(JEANNE)
+    assert_refused(browser, response, "provider_unreachable", status=503)
+    assert "ProConnect est momentanément injoignable" in response.text
+
+
+def test_no_token_or_secret_reaches_the_audit_trail(rp):
+    """Audit events of a login hold no token, code or client secret."""
+    imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    id_token = Session.objects.get().get_decoded()["oidc_id_token"]
+    trail = str(list(AuditEvent.objects.values()))
+    for secret in (id_token, id_token.split(".")[2], rp.idp.client_secret):
+        assert secret not in trail

@@ -12,6 +12,8 @@ from audit.actor import Actor
 from controlplane.celery import app as celery_app
 from tests.factories import AgentFactory, MinistryFactory, grant
 
+pytest_plugins = ["tests.oidc_fixtures"]
+
 requires_postgres = pytest.mark.skipif(
     not settings.POSTGRES_AVAILABLE, reason="PostgreSQL does not answer on 127.0.0.1:5432"
 )

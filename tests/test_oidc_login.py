@@ -18,49 +18,10 @@ from audit.models import AuditEvent
 from audit.services import audit_chain_verify
 from tests import oidc_helpers as h
 from tests.conftest import requires_postgres
-from tests.idp import running_dev_idp
 
 pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
 JEANNE = "jeanne.martin@alpha.gouv.fr"
 PAUL = "paul.durand@bravo.gouv.fr"
-
-
-@pytest.fixture(scope="session")
-def rp_idp(live_server):
-    """The dev IdP with a client whose redirect URIs are the live server's."""
-    with running_dev_idp(
-        redirect_uri=f"{live_server.url}/oidc/callback/",
-        post_logout_redirect_uri=f"{live_server.url}/oidc/logout/callback/",
-        accounts=h.ACCOUNTS,
-    ) as idp:
-        yield idp
-
-
-@pytest.fixture
-def rp(rp_idp, live_server, settings, monkeypatch):
-    """The RP configured against the IdP, two ministries, and an interceptor."""
-    settings.OIDC_OP_DISCOVERY_URL = f"{rp_idp.issuer}/.well-known/openid-configuration"
-    settings.OIDC_RP_CLIENT_ID = rp_idp.client_id
-    settings.OIDC_RP_CLIENT_SECRET = rp_idp.client_secret
-    settings.OIDC_ENABLED = True
-    h.reset_provider_cache()
-    interceptor = h.Interceptor()
-    real = provider._session.request
-    monkeypatch.setattr(
-        provider._session,
-        "request",
-        lambda method, url, **kw: interceptor.request(real, method, url, **kw),
-    )
-    alpha, bravo = h.make_ministries()
-
-    class RP:
-        pass
-
-    rp = RP()
-    rp.idp, rp.alpha, rp.bravo, rp.mitm = rp_idp, alpha, bravo, interceptor
-    rp.browser = lambda: h.Browser(live_server.url)
-    yield rp
-    h.reset_provider_cache()
 
 
 def imported(ministry, email, **fields):
@@ -395,3 +356,49 @@ def test_no_token_or_secret_reaches_the_audit_trail(rp):
     trail = str(list(AuditEvent.objects.values()))
     for secret in (id_token, id_token.split(".")[2], rp.idp.client_secret):
         assert secret not in trail
+
+
+# --- Silent re-authentication ------------------------------------------------------------------
+
+
+def _expire_id_token():
+    """Make the RP think the ID token is too old (what time would do)."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = Session.objects.get()
+    store = SessionStore(session_key=session.session_key)
+    store["oidc_id_token_expiration"] = 0
+    store.save()
+
+
+def test_expired_session_is_renewed_silently(rp):
+    """With the IdP session still open, prompt=none renews the login without a page."""
+    imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    _expire_id_token()
+    hops = []
+    response = browser.http.get(
+        f"{browser.base}/console/",
+        timeout=20,
+        hooks={"response": lambda r, **k: hops.append(r.url)},
+    )
+    assert any("prompt=none" in url for url in hops), hops
+    assert response.url.endswith("/console/")
+    assert "Jeanne Martin" in response.text
+    assert AuditEvent.objects.filter(action="auth.login").count() == 2
+
+
+def test_login_required_sends_the_agent_to_the_login_page(rp):
+    """Without an IdP session, login_required ends the local one and says so."""
+    imported(rp.alpha, JEANNE)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    _expire_id_token()
+    for cookie in list(browser.http.cookies):
+        if cookie.domain.startswith("127.0.0.1"):
+            browser.http.cookies.clear(cookie.domain, cookie.path, cookie.name)
+    response = browser.get("/console/")
+    assert response.url.endswith("/console/connexion/?expired=1"), response.url
+    assert "Votre session a expiré" in response.text
+    assert not browser.logged_in()

@@ -212,9 +212,12 @@ class ProConnectSessionRefresh(SessionRefresh):
     def __init__(self, get_response):
         super(SessionRefresh, self).__init__(get_response)
         self.OIDC_EXEMPT_URLS = import_from_settings("OIDC_EXEMPT_URLS", [])
+        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+
+    def _read_settings(self):
+        """Read at request time, so configuration (and tests) can change them."""
         self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
         self.OIDC_STATE_SIZE = settings.OIDC_STATE_SIZE
-        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
         self.OIDC_RP_SCOPES = settings.OIDC_RP_SCOPES
         self.OIDC_USE_NONCE = settings.OIDC_USE_NONCE
         self.OIDC_NONCE_SIZE = settings.OIDC_NONCE_SIZE
@@ -230,4 +233,5 @@ class ProConnectSessionRefresh(SessionRefresh):
             ]
         except (requests.RequestException, ValueError, LoginRefused):
             return None  # the provider is down: keep the local session until it is back
+        self._read_settings()
         return super().process_request(request)

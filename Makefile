@@ -33,15 +33,28 @@ $(CHROMIUM):
 
 install: $(STAMP) $(IDP_NODE) ## Create the virtualenv and install pinned dependencies
 
-run: $(STAMP) ## Migrate, seed the demo and start the app on http://127.0.0.1:8000/
+# The demo's identity provider (deploy/dev-idp, a dev tool) and its one client.
+IDP_PORT ?= 9000
+IDP_SECRET := visio-dev-secret-not-for-production
+IDP_CLIENTS := [{"client_id":"visio-dev","client_secret":"$(IDP_SECRET)",\
+"redirect_uris":["http://127.0.0.1:$(PORT)/oidc/callback/"],\
+"post_logout_redirect_uris":["http://127.0.0.1:$(PORT)/oidc/logout/callback/"],\
+"userinfo_signed_response_alg":"RS256"}]
+DEMO_OIDC := OIDC_OP_DISCOVERY_URL=http://127.0.0.1:$(IDP_PORT)/api/v2/.well-known/openid-configuration \
+             OIDC_RP_CLIENT_ID=visio-dev OIDC_RP_CLIENT_SECRET=$(IDP_SECRET)
+
+run: $(STAMP) $(IDP_NODE) ## Migrate, seed the demo, start the identity provider and the app on http://127.0.0.1:8000/
 	mkdir -p var
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --verbosity 0
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@echo ""
-	@echo "  Console:  http://127.0.0.1:$(PORT)/console/   (pick a demo account to log in)"
+	@echo "  Console:  http://127.0.0.1:$(PORT)/console/   (ProConnect button, or pick a demo account)"
+	@echo "  Identity provider (dev tool): http://127.0.0.1:$(IDP_PORT)/api/v2"
 	@echo "  API docs: http://127.0.0.1:$(PORT)/api/v1/docs/"
 	@echo ""
-	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	PORT=$(IDP_PORT) CLIENTS='$(IDP_CLIENTS)' $(IDP_NODE) deploy/dev-idp/server.mjs & \
+	idp=$$!; trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
+	$(DEMO_ENV) $(DEMO_OIDC) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 lint: $(STAMP) ## ruff lint and format check, migrations up to date
 	$(BIN)/ruff check .

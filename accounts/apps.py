@@ -8,3 +8,11 @@ class AccountsConfig(AppConfig):
 
     name = "accounts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.contrib.auth.models import update_last_login
+        from django.contrib.auth.signals import user_logged_in
+
+        # agent_login records last_login in its own transaction; Django's receiver
+        # would spend one more commit per login on the same column.
+        user_logged_in.disconnect(update_last_login, dispatch_uid="update_last_login")

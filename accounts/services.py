@@ -375,12 +375,17 @@ def role_grant_create(
 @transaction.atomic
 def role_grant_invite(
     *, actor: Actor, email: str, role: str, ministry: Ministry | None = None
-) -> PendingRoleGrant:
-    """Promise a role to someone who has not logged in yet; granted at first login."""
+) -> PendingRoleGrant | RoleGrant:
+    """Promise a role to someone by email: granted now if they have an account, else
+    at their first login."""
     _check_grant_rights(actor, role, ministry)
     email = email.strip().lower()
     if ministry is not None:
         _check_email_domain(ministry, email)
+    existing = Agent.objects.filter(email=email).first()
+    if existing is not None:
+        # Already known: the role is given now rather than at a first login long past.
+        return role_grant_create(actor=actor, agent=existing, role=role, ministry=ministry)
     pending, created = PendingRoleGrant.objects.get_or_create(
         email=email, role=role, ministry=ministry, defaults={"invited_by": actor.agent}
     )
@@ -585,6 +590,11 @@ def _receive_pending_grants(agent: Agent, actor: Actor) -> None:
         pending.delete()
 
 
+# last_login feeds "active in the last 30 days": an hour's precision spares a write
+# on every repeated login.
+LAST_LOGIN_PRECISION = timedelta(hours=1)
+
+
 @transaction.atomic
 def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
     """Decide who gets in from verified ProConnect claims; raise LoginRefused otherwise.
@@ -603,9 +613,16 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
         raise LoginRefused("claims_missing", "sub and email are required", claims)
     actor = Actor(user=None, ip=ip, label=email)
 
-    agent = Agent.objects.select_for_update().filter(sub=sub).first()
-    if agent is None:
-        agent = Agent.objects.select_for_update().filter(email=email).first()
+    # A bound agent's sub never changes, so the usual login needs no row lock.
+    agent = Agent.objects.select_related("ministry").filter(sub=sub).first()
+    first_login = agent is None
+    if first_login:
+        agent = (
+            Agent.objects.select_for_update(of=("self",))
+            .select_related("ministry")
+            .filter(email=email)
+            .first()
+        )
         if agent is not None and agent.sub:
             raise LoginRefused("identity_conflict", "email bound to another sub", claims)
     if agent is None:
@@ -645,10 +662,12 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
             changes["email"] = email
         if not agent.sub:
             changes["sub"] = sub
-        for name, value in changes.items():
-            setattr(agent, name, value)
-        agent.last_login = timezone.now()
-        agent.save()
+        now = timezone.now()
+        if changes or not agent.last_login or now - agent.last_login > LAST_LOGIN_PRECISION:
+            changes.update(last_login=now, updated_at=now)
+            Agent.objects.filter(pk=agent.pk).update(**changes)
+            for name, value in changes.items():
+                setattr(agent, name, value)
         if "sub" in changes:
             audit_record(
                 actor=actor,
@@ -657,7 +676,8 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
                 ministry_id=agent.ministry_id,
                 data={"email": agent.email},
             )
-    _receive_pending_grants(agent, actor)
+    if first_login:
+        _receive_pending_grants(agent, actor)
     audit_record(
         actor=Actor(user=agent, ip=ip, label=agent.email),
         action="auth.login",

@@ -38,7 +38,7 @@ def audit_event_digest(*, event: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def audit_record(
     *,
     actor: Actor,
@@ -51,6 +51,7 @@ def audit_record(
 
     The head row is locked until the caller commits, so concurrent writers
     are chained one after the other and a rolled-back write leaves no event.
+    No savepoint: if the event cannot be written, the caller's write must fail too.
     """
     head, _ = AuditChainHead.objects.select_for_update().get_or_create(
         pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH}

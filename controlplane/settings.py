@@ -28,6 +28,23 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
+# A shared cache (Redis) across web replicas; sessions live there when it is set, so a
+# login costs no database commit for the session itself. Without it (the demo),
+# sessions stay in the database.
+CACHE_URL = env.str("CACHE_URL", default="")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "controlplane.cache.SharedClientRedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "controlplane",
+        }
+    }
+    SESSION_ENGINE = "controlplane.sessions"
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
 # Celery: no broker means eager tasks, which only the demo (DEBUG on) may use.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
@@ -154,6 +171,9 @@ OIDC_STATE_SIZE = 48  # ProConnect requires at least 32 characters
 OIDC_NONCE_SIZE = 48
 OIDC_USERINFO_ACCEPT_JSON = env.bool("OIDC_USERINFO_ACCEPT_JSON", default=True)
 OIDC_TIMEOUT = (3.05, env.float("OIDC_TIMEOUT_SECONDS", default=10.0))
+# Egress proxy towards ProConnect, if the platform needs one (the environment's
+# HTTP(S)_PROXY variables are not read: looking them up costs on every call).
+OIDC_PROXY = env.str("OIDC_PROXY", default="")
 OIDC_DISCOVERY_TTL_SECONDS = env.int("OIDC_DISCOVERY_TTL_SECONDS", default=3600)
 OIDC_CLOCK_SKEW_SECONDS = env.int("OIDC_CLOCK_SKEW_SECONDS", default=60)
 # Silent re-authentication (prompt=none) once the ID token is this old.

@@ -188,3 +188,11 @@ def test_client_address_behind_the_load_balancer(rf, settings):
     assert client_ip(request) == "10.0.0.2"
     settings.TRUST_X_FORWARDED_FOR = True
     assert client_ip(request) == "198.51.100.7"
+
+
+@pytest.mark.django_db
+def test_recorded_event_is_the_stored_row():
+    """The event returned by audit_record is the row in the database, key included."""
+    (event,) = _record(1)
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.sequence, stored.hash, stored.prev_hash) == (1, event.hash, GENESIS_HASH)

@@ -55,6 +55,7 @@ def _cache() -> _ProviderCache:
 
 
 _session = requests.Session()
+_session.trust_env = False  # explicit proxy only (settings.OIDC_PROXY)
 _timing = threading.local()
 
 
@@ -72,6 +73,10 @@ class _TimedSession:
 
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         started = time.perf_counter()
+        if settings.OIDC_PROXY:
+            kwargs.setdefault(
+                "proxies", {"http": settings.OIDC_PROXY, "https": settings.OIDC_PROXY}
+            )
         try:
             return _session.request(method, url, **kwargs)
         finally:

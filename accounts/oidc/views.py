@@ -144,8 +144,19 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
         state = request.GET.get("state", "")
         if "code" not in request.GET or state not in request.session.get("oidc_states", {}):
             return _refusal(request, "state_mismatch", status=400)
+        # The state is spent now, whatever happens next (no replay of this answer).
+        flow = request.session["oidc_states"].pop(state)
+        request.session.modified = True
+        # Unlike the parent view, the session is not saved and reloaded around the
+        # token exchange: a login started meanwhile in another tab may then have to
+        # be retried, and each login saves two cache round trips.
         try:
-            response = super().get(request)
+            self.user = auth.authenticate(
+                request, nonce=flow.get("nonce"), code_verifier=flow.get("code_verifier")
+            )
+            if self.user is None or not self.user.is_active:
+                return self.login_failure()
+            response = self.login_success()
         except LoginRefused as exc:
             return _refusal(request, exc.reason, claims=exc.claims, detail=exc.detail)
         except SuspiciousOperation as exc:

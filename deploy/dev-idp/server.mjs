@@ -35,7 +35,7 @@ const config = {
     client_id: 'visio-dev',
     client_secret: 'visio-dev-secret-not-for-production',
     redirect_uris: ['http://127.0.0.1:8000/oidc/callback/', 'http://localhost:8000/oidc/callback/'],
-    post_logout_redirect_uris: ['http://127.0.0.1:8000/', 'http://localhost:8000/'],
+    post_logout_redirect_uris: ['http://127.0.0.1:8000/oidc/logout/callback/', 'http://localhost:8000/oidc/logout/callback/'],
     userinfo_signed_response_alg: 'RS256',
   }]),
   accountsFile: file.accounts_file ?? env.ACCOUNTS_FILE ?? join(HERE, 'demo-accounts.json'),

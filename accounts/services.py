@@ -595,7 +595,6 @@ def _receive_pending_grants(agent: Agent, actor: Actor) -> None:
 LAST_LOGIN_PRECISION = timedelta(hours=1)
 
 
-@transaction.atomic
 def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
     """Decide who gets in from verified ProConnect claims; raise LoginRefused otherwise.
 
@@ -605,40 +604,83 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
     written for a refused login.
     """
     from accounts.oidc.provider import LoginRefused
-    from licensing.services import seat_available
 
     sub = claims.get("sub")
     email = str(claims.get("email") or "").strip().lower()
     if not isinstance(sub, str) or not sub or not email or "@" not in email:
         raise LoginRefused("claims_missing", "sub and email are required", claims)
-    actor = Actor(user=None, ip=ip, label=email)
-
-    # A bound agent's sub never changes, so the usual login needs no row lock.
+    # A bound agent's sub never changes: the usual login reads it without a lock,
+    # outside the (short) writing transaction.
     agent = Agent.objects.select_related("ministry").filter(sub=sub).first()
-    first_login = agent is None
-    if first_login:
-        agent = (
-            Agent.objects.select_for_update(of=("self",))
-            .select_related("ministry")
-            .filter(email=email)
-            .first()
-        )
-        if agent is not None and agent.sub:
-            raise LoginRefused("identity_conflict", "email bound to another sub", claims)
+    if agent is None:
+        agent = _agent_first_login(claims=claims, sub=sub, email=email, ip=ip)
+    else:
+        _check_may_log_in(agent, agent.ministry, claims)
+        changes = _login_changes(agent, claims, email)
+        with transaction.atomic():
+            if changes:
+                Agent.objects.filter(pk=agent.pk).update(**changes)
+                for name, value in changes.items():
+                    setattr(agent, name, value)
+            _audit_login(agent, claims, ip)
+    return agent
+
+
+def _check_may_log_in(agent: Agent | None, ministry: Ministry | None, claims: dict) -> None:
+    from accounts.oidc.provider import LoginRefused
+
+    if agent is not None and not agent.is_active:
+        raise LoginRefused("account_deactivated", agent.email, claims)
+    if ministry is not None and ministry.state == Ministry.State.SUSPENDED:
+        raise LoginRefused("ministry_suspended", ministry.code, claims)
+
+
+def _login_changes(agent: Agent, claims: dict, email: str) -> dict:
+    """What a login changes on a known agent: names from the claims, and last_login."""
+    changes = {k: v for k, v in _identity_fields(claims).items() if getattr(agent, k) != v}
+    if email != agent.email and not Agent.objects.filter(email=email).exists():
+        changes["email"] = email
+    now = timezone.now()
+    if changes or not agent.last_login or now - agent.last_login > LAST_LOGIN_PRECISION:
+        changes.update(last_login=now, updated_at=now)
+    return changes
+
+
+def _audit_login(agent: Agent, claims: dict, ip: str | None) -> None:
+    audit_record(
+        actor=Actor(user=agent, ip=ip, label=agent.email),
+        action="auth.login",
+        target=agent,
+        ministry_id=agent.ministry_id,
+        data={"acr": claims.get("acr"), "idp_id": claims.get("idp_id")},
+    )
+
+
+@transaction.atomic
+def _agent_first_login(*, claims: dict, sub: str, email: str, ip: str | None) -> Agent:
+    """Bind an imported agent to their sub, or create one; then grant promised roles."""
+    from accounts.oidc.provider import LoginRefused
+    from licensing.services import seat_available
+
+    actor = Actor(user=None, ip=ip, label=email)
+    agent = (
+        Agent.objects.select_for_update(of=("self",))
+        .select_related("ministry")
+        .filter(email=email)
+        .first()
+    )
+    if agent is not None and agent.sub:
+        raise LoginRefused("identity_conflict", "email bound to another sub", claims)
     if agent is None:
         ministry = _ministry_for_claims(claims)
         if ministry is None:
             raise LoginRefused("ministry_not_onboarded", email, claims)
     else:
         ministry = agent.ministry
-        if not agent.sub and ministry is not None and not _claims_belong_to(ministry, claims):
+        if ministry is not None and not _claims_belong_to(ministry, claims):
             raise LoginRefused("ministry_mismatch", email, claims)
-    if agent is not None and not agent.is_active:
-        raise LoginRefused("account_deactivated", email, claims)
-    if ministry is not None and ministry.state == Ministry.State.SUSPENDED:
-        raise LoginRefused("ministry_suspended", ministry.code, claims)
+    _check_may_log_in(agent, ministry, claims)
 
-    fields = _identity_fields(claims)
     if agent is None:
         # An admin named at onboarding is expected even where JIT creation is off.
         invited = PendingRoleGrant.objects.filter(email=email, ministry=ministry).exists()
@@ -646,7 +688,13 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
             raise LoginRefused("not_provisioned", email, claims)
         if not seat_available(ministry=ministry):
             raise LoginRefused("no_free_seat", ministry.code, claims)
-        agent = Agent(email=email, ministry=ministry, sub=sub, **fields)
+        agent = Agent(
+            email=email,
+            ministry=ministry,
+            sub=sub,
+            last_login=timezone.now(),
+            **_identity_fields(claims),
+        )
         agent.set_unusable_password()
         agent.save(force_insert=True)
         audit_record(
@@ -657,34 +705,19 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
             data={"email": email, "jit": True, "invited": invited},
         )
     else:
-        changes = {k: v for k, v in fields.items() if getattr(agent, k) != v}
-        if email != agent.email and not Agent.objects.filter(email=email).exists():
-            changes["email"] = email
-        if not agent.sub:
-            changes["sub"] = sub
-        now = timezone.now()
-        if changes or not agent.last_login or now - agent.last_login > LAST_LOGIN_PRECISION:
-            changes.update(last_login=now, updated_at=now)
-            Agent.objects.filter(pk=agent.pk).update(**changes)
-            for name, value in changes.items():
-                setattr(agent, name, value)
-        if "sub" in changes:
-            audit_record(
-                actor=actor,
-                action="agent.bind",
-                target=agent,
-                ministry_id=agent.ministry_id,
-                data={"email": agent.email},
-            )
-    if first_login:
-        _receive_pending_grants(agent, actor)
-    audit_record(
-        actor=Actor(user=agent, ip=ip, label=agent.email),
-        action="auth.login",
-        target=agent,
-        ministry_id=agent.ministry_id,
-        data={"acr": claims.get("acr"), "idp_id": claims.get("idp_id")},
-    )
+        changes = {**_login_changes(agent, claims, email), "sub": sub}
+        Agent.objects.filter(pk=agent.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(agent, name, value)
+        audit_record(
+            actor=actor,
+            action="agent.bind",
+            target=agent,
+            ministry_id=agent.ministry_id,
+            data={"email": agent.email},
+        )
+    _receive_pending_grants(agent, actor)
+    _audit_login(agent, claims, ip)
     return agent
 
 

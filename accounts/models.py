@@ -168,6 +168,31 @@ class Role(models.TextChoices):
     AUDITOR = "auditor", _("Auditor")
 
 
+def role_scope_constraints(*, holder: str, prefix: str) -> list:
+    """Operators are national, ministry admins need a ministry, auditors may be either;
+    a holder has a role at most once per scope (NULL ministry included)."""
+    return [
+        models.CheckConstraint(
+            condition=(
+                Q(role="operator", ministry__isnull=True)
+                | Q(role="ministry_admin", ministry__isnull=False)
+                | Q(role="auditor")
+            ),
+            name=f"{prefix}_scope_valid",
+        ),
+        models.UniqueConstraint(
+            fields=[holder, "role", "ministry"],
+            condition=Q(ministry__isnull=False),
+            name=f"{prefix}_unique_scoped",
+        ),
+        models.UniqueConstraint(
+            fields=[holder, "role"],
+            condition=Q(ministry__isnull=True),
+            name=f"{prefix}_unique_national",
+        ),
+    ]
+
+
 class RoleGrant(BaseModel):
     """A role held by an agent: operator (national), ministry admin, or auditor.
 
@@ -185,26 +210,7 @@ class RoleGrant(BaseModel):
 
     class Meta:
         ordering = ["created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=(
-                    Q(role="operator", ministry__isnull=True)
-                    | Q(role="ministry_admin", ministry__isnull=False)
-                    | Q(role="auditor")
-                ),
-                name="role_grant_scope_valid",
-            ),
-            models.UniqueConstraint(
-                fields=["agent", "role", "ministry"],
-                condition=Q(ministry__isnull=False),
-                name="role_grant_unique_scoped",
-            ),
-            models.UniqueConstraint(
-                fields=["agent", "role"],
-                condition=Q(ministry__isnull=True),
-                name="role_grant_unique_national",
-            ),
-        ]
+        constraints = role_scope_constraints(holder="agent", prefix="role_grant")
 
     def __str__(self) -> str:
         scope = self.ministry.code if self.ministry_id else "national"
@@ -269,24 +275,7 @@ class PendingRoleGrant(BaseModel):
             models.CheckConstraint(
                 condition=Q(email=Lower("email")), name="pending_grant_email_lowercase"
             ),
-            models.CheckConstraint(
-                condition=(
-                    Q(role="operator", ministry__isnull=True)
-                    | Q(role="ministry_admin", ministry__isnull=False)
-                    | Q(role="auditor")
-                ),
-                name="pending_grant_scope_valid",
-            ),
-            models.UniqueConstraint(
-                fields=["email", "role", "ministry"],
-                condition=Q(ministry__isnull=False),
-                name="pending_grant_unique_scoped",
-            ),
-            models.UniqueConstraint(
-                fields=["email", "role"],
-                condition=Q(ministry__isnull=True),
-                name="pending_grant_unique_national",
-            ),
+            *role_scope_constraints(holder="email", prefix="pending_grant"),
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from audit.actor import Actor
@@ -38,6 +39,44 @@ def audit_event_digest(*, event: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _claim_next_link() -> tuple[int, str]:
+    """Lock the chain head and take the next sequence number, in one statement.
+
+    The row lock is held until the caller's transaction ends, so writers are
+    chained one after another; the hash returned is the previous event's.
+    """
+    table = AuditChainHead._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, sequence, hash) VALUES (1, 1, %s) "  # noqa: S608
+            f"ON CONFLICT (id) DO UPDATE SET sequence = {table}.sequence + 1 "
+            "RETURNING sequence, hash",
+            [GENESIS_HASH],
+        )
+        return cursor.fetchone()
+
+
+def _append(event: AuditEvent) -> None:
+    """Insert the event and move the head's hash to it (one round trip on PostgreSQL)."""
+    table = AuditChainHead._meta.db_table
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(pk=1).update(hash=event.hash)
+        return
+    query = InsertQuery(AuditEvent)
+    fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    query.insert_values(fields, [event])
+    ((insert_sql, params),) = query.get_compiler(connection=connection).as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH appended AS ({insert_sql} RETURNING id) "  # noqa: S608
+            f"UPDATE {table} SET hash = %s WHERE id = 1 RETURNING (SELECT id FROM appended)",
+            [*params, event.hash],
+        )
+        event.pk = cursor.fetchone()[0]
+    event._state.adding = False
+
+
 @transaction.atomic(savepoint=False)
 def audit_record(
     *,
@@ -53,13 +92,11 @@ def audit_record(
     are chained one after the other and a rolled-back write leaves no event.
     No savepoint: if the event cannot be written, the caller's write must fail too.
     """
-    head, _ = AuditChainHead.objects.select_for_update().get_or_create(
-        pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH}
-    )
+    sequence, prev_hash = _claim_next_link()
     agent = actor.agent
     token = actor.token
     event = AuditEvent(
-        sequence=head.sequence + 1,
+        sequence=sequence,
         created_at=timezone.now(),
         actor_id=agent.pk if agent is not None else None,
         actor_label=actor.label[:254],
@@ -71,13 +108,10 @@ def audit_record(
         object_repr=str(target)[:254] if target is not None else "",
         ministry_id=ministry_id,
         data=json.loads(json.dumps(data or {}, default=str)),
-        prev_hash=head.hash,
+        prev_hash=prev_hash,
     )
     event.hash = audit_event_digest(event=event)
-    event.save(force_insert=True)
-    head.sequence = event.sequence
-    head.hash = event.hash
-    head.save(update_fields=["sequence", "hash"])
+    _append(event)
     return event
 
 

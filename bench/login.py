@@ -1,7 +1,7 @@
 """Benchmark: complete ProConnect logins against the local dev IdP.
 
-Starts, on this machine, the service as in production (gunicorn, DEBUG off,
-PostgreSQL, Redis as broker) and the dev identity provider, then runs N complete
+Starts, on this machine, the service as in production (gunicorn sync workers,
+DEBUG off, PostgreSQL, sessions and broker in Redis) and the dev identity provider, then runs N complete
 logins (authorization request, IdP login, callback, token, userinfo, session) at a
 given concurrency. Prints logins per second, latency percentiles and how each
 login's time splits between this service and the provider.

@@ -402,3 +402,30 @@ def test_login_required_sends_the_agent_to_the_login_page(rp):
     assert response.url.endswith("/console/connexion/?expired=1"), response.url
     assert "Votre session a expiré" in response.text
     assert not browser.logged_in()
+
+
+def test_authorization_request_follows_proconnect_rules(rp):
+    """state and nonce of 32+ characters, PKCE S256, acr_values=eidas1, the scopes."""
+    from urllib.parse import parse_qs, urlsplit
+
+    start = rp.browser().get("/oidc/authenticate/", allow_redirects=False)
+    assert start.status_code == 302
+    url = urlsplit(start.headers["Location"])
+    params = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert start.headers["Location"].startswith(f"{rp.idp.issuer}/authorize?")
+    assert params["response_type"] == "code"
+    assert params["client_id"] == rp.idp.client_id
+    assert len(params["state"]) >= 32 and len(params["nonce"]) >= 32
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
+    assert params["acr_values"] == "eidas1"
+    assert params["scope"].split() == [
+        "openid",
+        "given_name",
+        "usual_name",
+        "email",
+        "uid",
+        "siret",
+        "idp_id",
+        "organizational_unit",
+    ]
+    assert params["redirect_uri"].endswith("/oidc/callback/")

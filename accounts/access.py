@@ -87,9 +87,10 @@ def access_for(user) -> Access:
         operator = national_auditor = False
         admin_of: set[UUID] = set()
         auditor_of: set[UUID] = set()
-        for role, ministry_id in RoleGrant.objects.filter(agent=user).values_list(
-            "role", "ministry_id"
-        ):
+        # Grants on a suspended ministry are dormant: its admins and auditors lose
+        # their rights there at once, open sessions included.
+        grants = RoleGrant.objects.filter(agent=user).exclude(ministry__state="suspended")
+        for role, ministry_id in grants.values_list("role", "ministry_id"):
             if role == Role.OPERATOR:
                 operator = True
             elif role == Role.MINISTRY_ADMIN:

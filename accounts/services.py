@@ -45,6 +45,23 @@ def _require_admin(actor: Actor, ministry_id) -> None:
         raise PermissionDenied(_("Only this ministry's admins or an operator may do this."))
 
 
+def _require_agent_admin(actor: Actor, agent: Agent) -> None:
+    """A ministry admin manages their ministry's agents, but not one who holds a role
+    beyond that ministry (an operator, a national auditor, another ministry's admin):
+    only operators change those."""
+    _require_admin(actor, agent.ministry_id)
+    access = access_for(actor.user)
+    if access.operator:
+        return
+    if RoleGrant.objects.filter(agent=agent).exclude(ministry_id__in=access.admin_of).exists():
+        raise PermissionDenied(
+            _(
+                "This agent holds roles beyond your ministry: only an "
+                "operator may change their account."
+            )
+        )
+
+
 def _normalise_list(values, field: str, validator) -> list[str]:
     cleaned = []
     for value in values:
@@ -141,7 +158,13 @@ def ministry_create(
         raise ValueError(f"unknown ministry fields: {sorted(unknown)}")
     ministry = Ministry(code=code, name=name, siren=siren, **fields)
     ministry.full_clean(validate_unique=False)
-    ministry.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            ministry.save(force_insert=True)
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"code": _("A ministry with this code or SIREN already exists.")}
+        ) from exc
     _save_identifiers(ministry, domains, sirets)
     audit_record(
         actor=actor,
@@ -267,7 +290,7 @@ def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
     agent = (
         Agent.objects.select_for_update(of=("self",)).select_related("ministry").get(pk=agent.pk)
     )
-    _require_admin(actor, agent.ministry_id)
+    _require_agent_admin(actor, agent)
     if "email" in fields:
         fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
     if "external_id" in fields:
@@ -298,7 +321,7 @@ def agent_deactivate(*, actor: Actor, agent: Agent) -> Agent:
     session is worthless from the next request on.
     """
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
-    _require_admin(actor, agent.ministry_id)
+    _require_agent_admin(actor, agent)
     if actor.agent is not None and actor.agent.pk == agent.pk:
         raise ValidationError({"agent": _("You cannot deactivate your own account.")})
     if not agent.is_active:
@@ -309,6 +332,16 @@ def agent_deactivate(*, actor: Actor, agent: Agent) -> Agent:
     audit_record(
         actor=actor, action="agent.deactivate", target=agent, ministry_id=agent.ministry_id
     )
+    # A leaver's automation leaves with them.
+    for token in ApiToken.objects.filter(created_by=agent, revoked_at__isnull=True):
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=agent.deactivated_at)
+        audit_record(
+            actor=actor,
+            action="api_token.revoke",
+            target=token,
+            ministry_id=token.ministry_id,
+            data={"prefix": token.prefix, "reason": "creator deactivated"},
+        )
     return agent
 
 
@@ -316,7 +349,7 @@ def agent_deactivate(*, actor: Actor, agent: Agent) -> Agent:
 def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     """Give a deactivated agent their access back."""
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
-    _require_admin(actor, agent.ministry_id)
+    _require_agent_admin(actor, agent)
     if agent.is_active:
         return agent
     agent.is_active = True
@@ -361,7 +394,11 @@ def role_grant_create(
     if RoleGrant.objects.filter(agent=agent, role=role, ministry=ministry).exists():
         raise ValidationError({"role": _("This agent already holds this role.")})
     grant = RoleGrant(agent=agent, role=role, ministry=ministry, granted_by=actor.agent)
-    grant.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            grant.save(force_insert=True)
+    except IntegrityError as exc:
+        raise ValidationError({"role": _("This agent already holds this role.")}) from exc
     audit_record(
         actor=actor,
         action="role_grant.create",
@@ -638,7 +675,14 @@ def _check_may_log_in(agent: Agent | None, ministry: Ministry | None, claims: di
 def _login_changes(agent: Agent, claims: dict, email: str) -> dict:
     """What a login changes on a known agent: names from the claims, and last_login."""
     changes = {k: v for k, v in _identity_fields(claims).items() if getattr(agent, k) != v}
-    if email != agent.email and not Agent.objects.filter(email=email).exists():
+    if (
+        email != agent.email
+        and (
+            agent.ministry is None
+            or agent.ministry.domains.filter(domain=email.rpartition("@")[2]).exists()
+        )
+        and not Agent.objects.filter(email=email).exists()
+    ):
         changes["email"] = email
     now = timezone.now()
     if changes or not agent.last_login or now - agent.last_login > LAST_LOGIN_PRECISION:
@@ -669,7 +713,7 @@ def _agent_first_login(*, claims: dict, sub: str, email: str, ip: str | None) ->
         .filter(email=email)
         .first()
     )
-    if agent is not None and agent.sub:
+    if agent is not None and agent.sub and agent.sub != sub:
         raise LoginRefused("identity_conflict", "email bound to another sub", claims)
     if agent is None:
         ministry = _ministry_for_claims(claims)
@@ -696,7 +740,11 @@ def _agent_first_login(*, claims: dict, sub: str, email: str, ip: str | None) ->
             **_identity_fields(claims),
         )
         agent.set_unusable_password()
-        agent.save(force_insert=True)
+        try:
+            with transaction.atomic():
+                agent.save(force_insert=True)
+        except IntegrityError as exc:  # the same person logging in twice at once
+            raise LoginRefused("concurrent_login", email, claims) from exc
         audit_record(
             actor=actor,
             action="agent.create",
@@ -726,11 +774,16 @@ def login_refusal_record(
 ) -> None:
     """Audit a refused login (never with a token, only the reason and who it seemed to be)."""
     claims = claims or {}
-    email = str(claims.get("email") or "")[:254]
+    email = _printable(claims.get("email") or "")[:254]
     ministry = _ministry_for_claims(claims) if claims else None
     audit_record(
         actor=Actor(user=None, ip=ip, label=email or "anonymous"),
         action="auth.login_refused",
         ministry_id=ministry.pk if ministry else None,
-        data={"reason": reason, "detail": detail[:200], "email": email or None},
+        data={"reason": reason, "detail": _printable(detail)[:200], "email": email or None},
     )
+
+
+def _printable(text: str) -> str:
+    """Drop control characters (a NUL cannot even be stored in PostgreSQL's jsonb)."""
+    return "".join(ch for ch in str(text) if ch.isprintable())

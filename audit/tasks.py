@@ -15,6 +15,8 @@ def audit_chain_verify_task() -> dict:
     result = audit_chain_verify()
     if not result.intact:
         logger.error("Audit chain broken at event #%s: %s", result.broken_sequence, result.reason)
+    else:
+        logger.info("Audit chain intact, head #%s %s", result.checked, result.head_hash)
     return {
         "intact": result.intact,
         "checked": result.checked,

@@ -1,10 +1,11 @@
 """Benchmark: complete ProConnect logins against the local dev IdP.
 
 Starts, on this machine, the service as in production (gunicorn sync workers,
-DEBUG off, PostgreSQL, sessions and broker in Redis) and the dev identity provider, then runs N complete
-logins (authorization request, IdP login, callback, token, userinfo, session) at a
-given concurrency. Prints logins per second, latency percentiles and how each
-login's time splits between this service and the provider.
+DEBUG off, PostgreSQL, sessions and broker in Redis) and the dev identity
+provider, then runs N complete logins (authorization request, IdP login,
+callback, token, userinfo, session) at a given concurrency. Prints logins
+per second, latency percentiles and how each login's time splits between this
+service and the provider.
 
 The split: time spent in requests to the IdP (browser hops) plus the time the
 service itself waited for the IdP (its ``Server-Timing: idp`` header) is the

@@ -322,3 +322,39 @@ def test_suspended_ministry_tokens_stop_working(world):
     client = client_with_token(world.admin_a, world.a, Role.MINISTRY_ADMIN)
     Ministry.objects.filter(pk=world.a.pk).update(state="suspended")
     assert client.get("/api/v1/agents/").status_code == 401
+
+
+@pytest.mark.parametrize("action", ["deactivate", "patch"])
+def test_admin_cannot_touch_an_agent_with_wider_roles(world, action):
+    """An agent of A who is also an operator is managed by operators only."""
+    RoleGrant.objects.create(agent=world.agent_a, role=Role.OPERATOR)
+    client = client_as(world.admin_a)
+    path = f"/api/v1/agents/{world.agent_a.pk}/"
+    response = (
+        client.post(path + "deactivate/")
+        if action == "deactivate"
+        else client.patch(path, {"email": f"other@{world.a.code}.gouv.fr"}, format="json")
+    )
+    assert response.status_code == 403
+    agent = Agent.objects.get(pk=world.agent_a.pk)
+    assert agent.is_active and agent.email == world.agent_a.email
+    assert client_as(world.operator).post(path + "deactivate/").status_code == 200
+
+
+def test_deactivating_an_admin_revokes_their_tokens(world):
+    """A leaver's API tokens stop working with them."""
+    client = client_with_token(world.admin_a, world.a, Role.MINISTRY_ADMIN)
+    assert client.get("/api/v1/agents/").status_code == 200
+    response = client_as(world.operator).post(f"/api/v1/agents/{world.admin_a.pk}/deactivate/")
+    assert response.status_code == 200
+    assert client.get("/api/v1/agents/").status_code == 401
+    assert AuditEvent.objects.filter(action="api_token.revoke").count() == 1
+
+
+def test_suspension_takes_rights_away_from_open_sessions(world):
+    """Once its ministry is suspended, an admin's open session can no longer write there."""
+    client = client_as(world.admin_a)
+    Ministry.objects.filter(pk=world.a.pk).update(state="suspended")
+    response = client.post(f"/api/v1/agents/{world.agent_a.pk}/deactivate/")
+    assert response.status_code in (403, 404)
+    assert Agent.objects.get(pk=world.agent_a.pk).is_active

@@ -196,3 +196,48 @@ def test_recorded_event_is_the_stored_row():
     (event,) = _record(1)
     stored = AuditEvent.objects.get(pk=event.pk)
     assert (stored.sequence, stored.hash, stored.prev_hash) == (1, event.hash, GENESIS_HASH)
+
+
+@pytest.mark.django_db
+def test_events_beyond_the_head_are_left_to_the_next_check():
+    """An event committed after the check read the head does not make it cry wolf."""
+    events = _record(3)
+    AuditEvent.objects.create(
+        sequence=4,
+        created_at=events[-1].created_at,
+        actor_label="x",
+        action="late",
+        prev_hash=events[-1].hash,
+        hash="f" * 64,
+    )
+    result = audit_chain_verify()
+    assert result.intact and result.checked == 3 and result.head_hash == events[-1].hash
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM audit_auditchainhead",
+        "UPDATE audit_auditchainhead SET sequence = sequence - 1",
+    ],
+)
+def test_the_head_only_moves_forward(statement):
+    """Rewinding or deleting the chain head is refused by the database."""
+    _record(2)
+    with (
+        pytest.raises(DatabaseError, match="only moves forward"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
+    assert AuditChainHead.objects.get().sequence == 2
+
+
+@pytest.mark.django_db
+def test_addresses_are_hashed_as_stored():
+    """An IPv6 address written in capitals still verifies once stored normalised."""
+    ministry = MinistryFactory()
+    audit_record(actor=Actor(ip="2001:DB8:0:0::1", label="x"), action="test.ip", target=ministry)
+    assert AuditEvent.objects.get().ip == "2001:db8::1"
+    assert audit_chain_verify().intact

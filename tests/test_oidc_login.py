@@ -263,6 +263,10 @@ TAMPERING = {
         mitm.rewrite_tokens(h.reforge(mitm, _claims(nonce="x" * 48))),
     )[-1],
     "unknown_key": lambda mitm: mitm.rewrite_tokens(h.reforge(mitm, _claims())),
+    "several_audiences": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, lambda c: c.update(aud=[c["aud"], "another-client"]))),
+    )[-1],
     "userinfo_sub_mismatch": lambda mitm: (
         mitm.trust_attacker_key(),
         mitm.rewrite_userinfo(lambda text: mitm.sign({**h.unverified(text), "sub": "another-sub"})),
@@ -277,7 +281,11 @@ TAMPERING = {
         ),
     )[-1],
 }
-EXPECTED = {"userinfo_bad_signature": "bad_signature", "userinfo_wrong_audience": "wrong_audience"}
+EXPECTED = {
+    "userinfo_bad_signature": "bad_signature",
+    "several_audiences": "wrong_audience",
+    "userinfo_wrong_audience": "wrong_audience",
+}
 
 
 @pytest.mark.parametrize("attack", list(TAMPERING))
@@ -429,3 +437,25 @@ def test_authorization_request_follows_proconnect_rules(rp):
         "organizational_unit",
     ]
     assert params["redirect_uri"].endswith("/oidc/callback/")
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("//evil.example/phish", "/console/"),
+        ("https://evil.example/", "/console/"),
+        ("/console/?page=2", "/console/?page=2"),
+    ],
+)
+def test_login_only_returns_to_pages_of_this_site(rf, stored, expected):
+    """The path a silent re-login interrupted is followed only if it is on this site."""
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    from accounts.oidc.views import ProConnectCallbackView
+
+    request = rf.get("/oidc/callback/")
+    request.session = SessionStore()
+    request.session["oidc_login_next"] = stored
+    view = ProConnectCallbackView()
+    view.request = request
+    assert view.success_url == expected

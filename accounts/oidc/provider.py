@@ -196,6 +196,9 @@ def verify_id_token(id_token: str, *, nonce: str | None) -> dict:
     claims = verify_signed_jwt(
         id_token, purpose="ID token", require=("iss", "aud", "exp", "iat", "sub")
     )
+    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    if len(audiences) > 1 and claims.get("azp") != settings.OIDC_RP_CLIENT_ID:
+        raise LoginRefused("wrong_audience", "several audiences and azp is not this client")
     if settings.OIDC_USE_NONCE and not (
         nonce
         and isinstance(claims.get("nonce"), str)

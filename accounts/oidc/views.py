@@ -13,10 +13,10 @@ from django.conf import settings
 from django.contrib import auth
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare, get_random_string
-from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 from mozilla_django_oidc.middleware import SessionRefresh
@@ -167,6 +167,22 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
 
     def login_failure(self):
         return _refusal(self.request, "login_failed")
+
+    @property
+    def success_url(self):
+        """Where the login was going, if that is a page of this site; else the console.
+
+        The session refresh stores the path it interrupted, unchecked: a path like
+        ``//evil.example/`` must not turn a silent re-login into an open redirect.
+        """
+        target = self.request.session.get("oidc_login_next")
+        if target and url_has_allowed_host_and_scheme(
+            target,
+            allowed_hosts={self.request.get_host()},
+            require_https=self.request.is_secure(),
+        ):
+            return target
+        return resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
 @require_POST

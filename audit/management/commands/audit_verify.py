@@ -16,3 +16,6 @@ class Command(BaseCommand):
                 f"({result.checked} events verified before it)."
             )
         self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {result.checked} events."))
+        # Kept outside the database (a ticket, a log), the head hash also reveals a
+        # trail cut short together with its head.
+        self.stdout.write(f"Head: #{result.checked} {result.head_hash}")

@@ -222,7 +222,7 @@ def main() -> int:
         f"provider {provider / len(results) * 1000:.1f} ms"
     )
     print(
-        f"service share of end-to-end: {share:.2f} (target <= 0.50: "
+        f"service share of end-to-end: {share:.3f} (target <= 0.500: "
         f"{'met' if share <= 0.5 else 'NOT met'})"
     )
     return 0

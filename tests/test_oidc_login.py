@@ -459,3 +459,43 @@ def test_login_only_returns_to_pages_of_this_site(rf, stored, expected):
     view = ProConnectCallbackView()
     view.request = request
     assert view.success_url == expected
+
+
+def test_no_token_or_secret_reaches_the_logs(rp, caplog):
+    """Log lines of a login, a refusal and a logout hold no code, token or client secret."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    imported(rp.alpha, JEANNE)
+    captured = {}
+
+    def capture(real, method, url, **kwargs):
+        captured["code"] = kwargs["data"]["code"]
+        response = real(method, url, **kwargs)
+        captured.update(response.json())
+        return response
+
+    rp.mitm.on(lambda m, u: m == "POST" and u.endswith("/token"), capture)
+    browser = rp.browser()
+    browser.login(JEANNE)
+    browser.get("/oidc/callback/?code=forged-code&state=forged-state")
+    browser.post_form("/console/deconnexion/")
+    # The test's own HTTP client (urllib3) and Django's dev-server access log print
+    # the callback URL, code included; they are not the service's logs. (A production
+    # access log must log paths without their query string.)
+    text = "\n".join(
+        record.getMessage()
+        for record in caplog.records
+        if not record.name.startswith(("urllib3", "django.server"))
+    )
+    assert captured["access_token"] and captured["id_token"]
+    assert "Bad Request: /oidc/callback/" in text, "the service's own log lines were captured"
+    for secret in (
+        captured["code"],
+        captured["access_token"],
+        captured["id_token"],
+        captured["id_token"].split(".")[2],
+        rp.idp.client_secret,
+        "forged-code",
+    ):
+        assert secret not in text

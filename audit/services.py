@@ -59,12 +59,19 @@ def _claim_next_link() -> tuple[int, str]:
     table = AuditChainHead._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (id, sequence, hash) VALUES (1, 1, %s) "  # noqa: S608
-            f"ON CONFLICT (id) DO UPDATE SET sequence = {table}.sequence + 1 "
-            "RETURNING sequence, hash",
-            [GENESIS_HASH],
+            f"UPDATE {table} SET sequence = sequence + 1 WHERE id = 1 "  # noqa: S608
+            "RETURNING sequence, hash"
         )
-        return cursor.fetchone()
+        row = cursor.fetchone()
+        if row is None:  # the very first event: create the head, racing writers included
+            cursor.execute(
+                f"INSERT INTO {table} (id, sequence, hash) VALUES (1, 1, %s) "  # noqa: S608
+                f"ON CONFLICT (id) DO UPDATE SET sequence = {table}.sequence + 1 "
+                "RETURNING sequence, hash",
+                [GENESIS_HASH],
+            )
+            row = cursor.fetchone()
+    return row
 
 
 def _append(event: AuditEvent) -> None:

@@ -27,6 +27,14 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=DEMO_DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Server-side prepared statements: the login path's queries are planned once per
+# connection. Turn off behind a PgBouncer older than 1.21 in transaction mode.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DATABASE_PREPARED_STATEMENTS", default=True
+):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=2
+    )
 
 # A shared cache (Redis) across web replicas; sessions live there when it is set, so a
 # login costs no database commit for the session itself. Without it (the demo),

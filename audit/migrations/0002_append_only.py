@@ -6,6 +6,8 @@ so neither a bug nor a stray ``manage.py shell`` can rewrite history.
 
 from django.db import migrations
 
+from audit.triggers import execute_for_vendor
+
 POSTGRES_UP = """
 CREATE OR REPLACE FUNCTION audit_event_refuse_change() RETURNS trigger AS $$
 BEGIN
@@ -34,23 +36,11 @@ SQLITE_DOWN = [
 
 
 def install(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(POSTGRES_UP, params=None)
-    elif vendor == "sqlite":
-        for statement in SQLITE_UP:
-            schema_editor.execute(statement)
-    else:
-        raise RuntimeError(f"No append-only triggers written for database {vendor!r}.")
+    execute_for_vendor(schema_editor, postgresql=POSTGRES_UP, sqlite=SQLITE_UP)
 
 
 def uninstall(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(POSTGRES_DOWN, params=None)
-    elif vendor == "sqlite":
-        for statement in SQLITE_DOWN:
-            schema_editor.execute(statement)
+    execute_for_vendor(schema_editor, postgresql=POSTGRES_DOWN, sqlite=SQLITE_DOWN)
 
 
 class Migration(migrations.Migration):

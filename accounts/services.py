@@ -30,6 +30,7 @@ from accounts.models import (
 )
 from audit.actor import Actor
 from audit.services import audit_record
+from licensing.services import NoFreeSeat, seat_reserve
 
 TOKEN_PREFIX = "vcp"
 
@@ -265,6 +266,7 @@ def agent_create(*, actor: Actor, ministry: Ministry, email: str, **fields) -> A
     _require_admin(actor, ministry.pk)
     email = _check_agent_email(ministry, email)
     _check_external_id(ministry, fields.get("external_id", ""))
+    seat_reserve(ministry=ministry)
     agent = Agent(
         email=email, ministry=ministry, **{k: v for k, v in fields.items() if k in AGENT_FIELDS}
     )
@@ -352,6 +354,8 @@ def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     _require_agent_admin(actor, agent)
     if agent.is_active:
         return agent
+    if agent.ministry_id is not None:
+        seat_reserve(ministry=agent.ministry)
     agent.is_active = True
     agent.deactivated_at = None
     agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
@@ -704,7 +708,6 @@ def _audit_login(agent: Agent, claims: dict, ip: str | None) -> None:
 def _agent_first_login(*, claims: dict, sub: str, email: str, ip: str | None) -> Agent:
     """Bind an imported agent to their sub, or create one; then grant promised roles."""
     from accounts.oidc.provider import LoginRefused
-    from licensing.services import seat_available
 
     actor = Actor(user=None, ip=ip, label=email)
     agent = (
@@ -730,8 +733,10 @@ def _agent_first_login(*, claims: dict, sub: str, email: str, ip: str | None) ->
         invited = PendingRoleGrant.objects.filter(email=email, ministry=ministry).exists()
         if not (ministry.jit_provisioning or invited):
             raise LoginRefused("not_provisioned", email, claims)
-        if not seat_available(ministry=ministry):
-            raise LoginRefused("no_free_seat", ministry.code, claims)
+        try:
+            seat_reserve(ministry=ministry)
+        except NoFreeSeat as exc:
+            raise LoginRefused("no_free_seat", str(exc), claims) from exc
         agent = Agent(
             email=email,
             ministry=ministry,

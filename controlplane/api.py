@@ -16,6 +16,12 @@ def exception_handler(exc, context):
     from rest_framework.exceptions import ValidationError
     from rest_framework.views import exception_handler as drf_exception_handler
 
+    from licensing.services import NoFreeSeat
+
+    if isinstance(exc, NoFreeSeat):
+        from rest_framework.response import Response
+
+        return Response({"detail": str(exc), "code": exc.code}, status=409)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = ValidationError(detail=detail)

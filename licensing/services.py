@@ -1,12 +1,138 @@
-"""Seats: the one question other apps ask licensing.
+"""Seats: what other apps ask licensing, and the writes on licence pools.
 
-Licence pools arrive with the onboarding issue; until then every ministry has room,
-and this seam is the only place that will change.
+An active agent holds a seat. Every activation (API, CSV, SCIM, first login) goes
+through ``seat_reserve`` inside its own transaction: the current pool's row is
+locked while active agents are counted, so two activations at once never
+overbook a pool.
 """
 
 from __future__ import annotations
 
+from datetime import date
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.access import access_for
+from audit.actor import Actor
+from audit.services import audit_record
+from licensing.models import LicencePool
+
+
+class NoFreeSeat(Exception):
+    """Activating one more agent would exceed the ministry's licence pool."""
+
+    code = "no_free_seat"
+
+    def __init__(self, ministry, seats: int | None):
+        self.ministry = ministry
+        self.seats = seats
+        if seats is None:
+            message = _("Ministry “%(code)s” holds no licence pool covering today.") % {
+                "code": ministry.code
+            }
+        else:
+            message = _("All %(seats)d seats of ministry “%(code)s” are in use.") % {
+                "seats": seats,
+                "code": ministry.code,
+            }
+        super().__init__(message)
+
+
+def licence_pool_current(*, ministry, on: date | None = None) -> LicencePool | None:
+    """The pool covering ``on`` (today by default), if any."""
+    on = on or timezone.localdate()
+    return (
+        LicencePool.objects.filter(ministry=ministry, starts_on__lte=on, ends_on__gte=on)
+        .order_by("-starts_on")
+        .first()
+    )
+
+
+def seat_reserve(*, ministry, count: int = 1) -> None:
+    """Make sure ``count`` more agents of ``ministry`` may be active; raise NoFreeSeat.
+
+    Must run inside the transaction that activates them: the pool row stays
+    locked until it commits, so concurrent activations are counted one after
+    the other.
+    """
+    from accounts.models import Agent
+
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("seat_reserve must run inside the activating transaction")
+    today = timezone.localdate()
+    pool = (
+        LicencePool.objects.select_for_update()
+        .filter(ministry=ministry, starts_on__lte=today, ends_on__gte=today)
+        .order_by("-starts_on")
+        .first()
+    )
+    if pool is None:
+        raise NoFreeSeat(ministry, None)
+    active = Agent.objects.filter(ministry=ministry, is_active=True).count()
+    if active + count > pool.seats:
+        raise NoFreeSeat(ministry, pool.seats)
+
 
 def seat_available(*, ministry) -> bool:
-    """Whether ``ministry`` can activate one more agent (no pools yet: always yes)."""
-    return True
+    """Whether ``ministry`` could activate one more agent now (no lock: a hint only)."""
+    from accounts.models import Agent
+
+    pool = licence_pool_current(ministry=ministry)
+    if pool is None:
+        return False
+    return Agent.objects.filter(ministry=ministry, is_active=True).count() < pool.seats
+
+
+@transaction.atomic
+def licence_pool_create(
+    *,
+    actor: Actor,
+    ministry,
+    starts_on: date,
+    ends_on: date,
+    seats: int,
+    foreign_price_eur,
+    sovereign_cost_eur,
+) -> LicencePool:
+    """Give a ministry seats for a period (operators only); periods may not overlap."""
+    if not access_for(actor.user).operator:
+        raise PermissionDenied(_("Only platform operators may do this."))
+    if ends_on < starts_on:
+        raise ValidationError({"ends_on": _("The period ends before it starts.")})
+    # Lock the ministry's pools so that two overlapping creations cannot both pass.
+    existing = LicencePool.objects.select_for_update().filter(ministry=ministry)
+    overlap = existing.filter(starts_on__lte=ends_on, ends_on__gte=starts_on).first()
+    if overlap is not None:
+        raise ValidationError(
+            {
+                "starts_on": _("This period overlaps the pool from %(start)s to %(end)s.")
+                % {"start": overlap.starts_on, "end": overlap.ends_on}
+            }
+        )
+    pool = LicencePool(
+        ministry=ministry,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        seats=seats,
+        foreign_price_eur=foreign_price_eur,
+        sovereign_cost_eur=sovereign_cost_eur,
+    )
+    pool.full_clean()
+    pool.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        action="licence_pool.create",
+        target=pool,
+        ministry_id=ministry.pk,
+        data={
+            "starts_on": starts_on,
+            "ends_on": ends_on,
+            "seats": seats,
+            "foreign_price_eur": foreign_price_eur,
+            "sovereign_cost_eur": sovereign_cost_eur,
+        },
+    )
+    return pool

@@ -1,9 +1,14 @@
 """factory_boy factories for the domain; identifiers are valid by construction."""
 
+from datetime import timedelta
+from decimal import Decimal
+
 import factory
+from django.utils import timezone
 
 from accounts.identifiers import luhn_valid
 from accounts.models import Agent, Ministry, MinistryDomain, MinistrySiret, Role, RoleGrant
+from licensing.models import LicencePool
 
 
 def with_luhn_key(base: str) -> str:
@@ -26,6 +31,7 @@ class MinistryFactory(factory.django.DjangoModelFactory):
         if create:
             MinistryDomain.objects.create(ministry=self, domain=f"{self.code}.gouv.fr")
             MinistrySiret.objects.create(ministry=self, siret=with_luhn_key(self.siren + "0001"))
+            licence_pool(self, seats=1000)
 
 
 class AgentFactory(factory.django.DjangoModelFactory):
@@ -40,6 +46,19 @@ class AgentFactory(factory.django.DjangoModelFactory):
     given_name = factory.Faker("first_name", locale="fr_FR")
     usual_name = factory.Faker("last_name", locale="fr_FR")
     password = factory.django.Password(None)
+
+
+def licence_pool(ministry: Ministry, *, seats: int) -> LicencePool:
+    """A pool covering this year, at the foreign licence's reference price."""
+    today = timezone.localdate()
+    return LicencePool.objects.create(
+        ministry=ministry,
+        starts_on=today - timedelta(days=180),
+        ends_on=today + timedelta(days=185),
+        seats=seats,
+        foreign_price_eur=Decimal("100.00"),
+        sovereign_cost_eur=Decimal("12.00"),
+    )
 
 
 def grant(agent: Agent, role: str, ministry: Ministry | None = None) -> Agent:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from accounts.models import Ministry, MinistryDomain, MinistrySiret
 from accounts.oidc import provider
-from tests.factories import with_luhn_key
+from tests.factories import licence_pool, with_luhn_key
 
 SIRET_A = with_luhn_key("1100440130001")
 SIRET_B = with_luhn_key("1300181530001")
@@ -59,6 +59,7 @@ def make_ministries():
     ):
         MinistryDomain.objects.create(ministry=ministry, domain=domain)
         MinistrySiret.objects.create(ministry=ministry, siret=siret)
+        licence_pool(ministry, seats=100)
     return alpha, bravo
 
 

@@ -139,7 +139,7 @@ def test_everyone_else_is_refused_with_a_reason(rp, monkeypatch, settings, email
             is_active=False, deactivated_at="2026-01-01T00:00Z"
         )
     elif setup == "no_seat":
-        monkeypatch.setattr("licensing.services.seat_available", lambda ministry: False)
+        rp.bravo.licence_pools.update(seats=0)
     elif setup == "min_acr":
         imported(rp.alpha, JEANNE)
         settings.OIDC_MIN_ACR = "eidas2"

@@ -5,12 +5,16 @@ ministry admins, auditors and agents. Every write goes through the services, so
 the demo's audit trail is real too.
 """
 
+from datetime import date
+from decimal import Decimal
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import services
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
+from licensing.services import licence_pool_create
 
 MINISTRIES = [
     {
@@ -54,6 +58,13 @@ MINISTRIES = [
         "jit_provisioning": False,
     },
 ]
+
+# Seats per ministry for 2026-2027. Foreign licences cost about 1 M EUR a year per
+# 100,000 agents, so 10 EUR per seat and year is the reference price replaced.
+SEATS = {"armees": 60_000, "dgfip": 100_000, "assurance-maladie": 80_000, "culture": 5_000}
+POOL_PERIOD = (date(2026, 1, 1), date(2027, 12, 31))
+FOREIGN_PRICE_EUR = Decimal("10.00")
+SOVEREIGN_COST_EUR = Decimal("1.50")
 
 # (email, given name, usual name, ministry code or None, unit, [(role, ministry code)])
 PEOPLE = [
@@ -118,6 +129,17 @@ class Command(BaseCommand):
         for spec in MINISTRIES:
             if spec["code"] not in ministries:
                 ministries[spec["code"]] = services.ministry_create(actor=actor, **spec)
+            ministry = ministries[spec["code"]]
+            if not ministry.licence_pools.exists():
+                licence_pool_create(
+                    actor=actor,
+                    ministry=ministry,
+                    starts_on=POOL_PERIOD[0],
+                    ends_on=POOL_PERIOD[1],
+                    seats=SEATS[ministry.code],
+                    foreign_price_eur=FOREIGN_PRICE_EUR,
+                    sovereign_cost_eur=SOVEREIGN_COST_EUR,
+                )
         for email, given, usual, code, unit, grants in PEOPLE[1:]:
             agent = Agent.objects.filter(email=email).first()
             if agent is None:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("audit.api.urls")),
+    path("api/v1/", include("licensing.api.urls")),
     path("oidc/", include("accounts.oidc.urls")),
     path("console/", include("console.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

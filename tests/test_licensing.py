@@ -121,3 +121,29 @@ def test_concurrent_activations_never_overbook(world):
         t.join()
     assert sorted(outcomes) == ["created"] * 2 + ["refused"] * 6
     assert Agent.objects.filter(ministry=world.a, is_active=True).count() == active + 2
+
+
+@pytest.mark.django_db
+def test_savings_per_ministry_and_national(world):
+    """Agents × foreign price − seats × sovereign cost; national sums every ministry."""
+    world.a.licence_pools.update(
+        seats=10, foreign_price_eur=Decimal("10"), sovereign_cost_eur=Decimal("1.5")
+    )
+    world.b.licence_pools.update(
+        seats=20, foreign_price_eur=Decimal("12"), sovereign_cost_eur=Decimal("2")
+    )
+    active_a = Agent.objects.filter(ministry=world.a, is_active=True).count()
+    active_b = Agent.objects.filter(ministry=world.b, is_active=True).count()
+    one = client_as(world.admin_a).get("/api/v1/licence-pools/savings/?ministry=alpha").json()
+    assert one == {
+        "seats": 10,
+        "active_agents": active_a,
+        "foreign_cost_eur": f"{active_a * 10:.2f}",
+        "sovereign_cost_eur": "15.00",
+        "yearly_savings_eur": f"{active_a * 10 - 15:.2f}",
+    }
+    national = client_as(world.national_auditor).get("/api/v1/licence-pools/savings/").json()
+    assert national["seats"] == 30
+    assert national["yearly_savings_eur"] == f"{active_a * 10 + active_b * 12 - 15 - 40:.2f}"
+    other = client_as(world.admin_b).get("/api/v1/licence-pools/savings/?ministry=alpha")
+    assert other.status_code == 400, "B's admin cannot read A's figures"

@@ -25,6 +25,8 @@ SESSION_AND_ACCESS = 3
         ("/api/v1/api-tokens/", 2),
         # count, page of events
         ("/api/v1/audit-events/", 2),
+        # count, page of pools joined to their ministry
+        ("/api/v1/licence-pools/", 2),
     ],
 )
 @pytest.mark.parametrize("size", [1, 20])

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Agent, ApiToken, Ministry, RoleGrant
 from audit.models import AuditEvent
+from licensing.models import LicencePool
 from tests.conftest import client_as, client_with_token
 from tests.factories import AgentFactory
 
@@ -188,6 +189,7 @@ def snapshot():
             )
         ),
         list(ApiToken.objects.values_list("prefix", "revoked_at").order_by("prefix")),
+        LicencePool.objects.count(),
         AuditEvent.objects.count(),
     )
 

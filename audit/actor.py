@@ -13,6 +13,9 @@ class Actor:
     user: Any = None  # an Agent, an ApiTokenPrincipal, or None for the system
     ip: str | None = None
     label: str = "system"
+    # Only ``Actor.system`` sets this: an operator's shell command or the service itself,
+    # trusted by the services (whoever runs manage.py already holds the keys).
+    is_system: bool = False
 
     @classmethod
     def from_request(cls, request) -> Actor:
@@ -25,7 +28,7 @@ class Actor:
     @classmethod
     def system(cls, label: str) -> Actor:
         """The service itself, or an operator's shell command (``label`` says which)."""
-        return cls(user=None, ip=None, label=label)
+        return cls(user=None, ip=None, label=label, is_system=True)
 
     @property
     def agent(self):

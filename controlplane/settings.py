@@ -264,6 +264,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# CSV imports larger than this are refused with a size message.
+AGENT_IMPORT_MAX_BYTES = env.int("AGENT_IMPORT_MAX_BYTES", default=50_000_000)
+
 # API tokens: how long one lives unless the creator says otherwise.
 API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
 API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=366)

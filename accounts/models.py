@@ -280,3 +280,39 @@ class PendingRoleGrant(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.email}: {self.role} (pending)"
+
+
+class AgentImportJob(BaseModel):
+    """One CSV import, run by a Celery task: its file, state, progress and outcome."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    ministry = models.ForeignKey(Ministry, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token_id = models.UUIDField(null=True, blank=True)
+    # Kept in the database so that any worker can read it, whatever pod took the upload.
+    content = models.BinaryField()
+    filename = models.CharField(max_length=255, blank=True)
+    delimiter = models.CharField(max_length=1, blank=True)
+    deactivate_missing = models.BooleanField(default=False)
+    apply = models.BooleanField(default=False, help_text=_("False: a preview only."))
+    state = models.CharField(max_length=8, choices=State, default=State.PENDING)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    errors_csv = models.TextField(blank=True)
+    failure = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.filename or self.pk} ({self.state})"

@@ -1,9 +1,17 @@
 """Reads of ministries, agents, grants and tokens, already scoped to the caller."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
 
 from accounts.access import access_for
-from accounts.models import Agent, ApiToken, Ministry, MinistryDomain, MinistrySiret, RoleGrant
+from accounts.models import (
+    Agent,
+    AgentImportJob,
+    ApiToken,
+    Ministry,
+    MinistryDomain,
+    MinistrySiret,
+    RoleGrant,
+)
 
 
 def ministry_list(*, user) -> QuerySet[Ministry]:
@@ -67,3 +75,14 @@ def api_token_list(*, user) -> QuerySet[ApiToken]:
     if readable is None:
         return tokens
     return tokens.filter(ministry_id__in=readable)
+
+
+def agent_import_job_list(*, user) -> QuerySet[AgentImportJob]:
+    """Import jobs of the ministries the caller reads (the file's content left unread)."""
+    readable = access_for(user).readable_ministries
+    jobs = (
+        AgentImportJob.objects.select_related("ministry")
+        .defer("content", "errors_csv")
+        .annotate(has_errors=ExpressionWrapper(~Q(errors_csv=""), output_field=BooleanField()))
+    )
+    return jobs if readable is None else jobs.filter(ministry_id__in=readable)

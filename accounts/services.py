@@ -20,6 +20,7 @@ from accounts.access import access_for
 from accounts.identifiers import validate_email_domain, validate_siren, validate_siret
 from accounts.models import (
     Agent,
+    AgentImportJob,
     ApiToken,
     Ministry,
     MinistryDomain,
@@ -796,3 +797,54 @@ def login_refusal_record(
 def _printable(text: str) -> str:
     """Drop control characters (a NUL cannot even be stored in PostgreSQL's jsonb)."""
     return "".join(ch for ch in str(text) if ch.isprintable())
+
+
+@transaction.atomic
+def agent_import_job_create(
+    *,
+    actor: Actor,
+    ministry: Ministry,
+    content: bytes,
+    filename: str = "",
+    delimiter: str = "",
+    deactivate_missing: bool = False,
+    apply: bool = False,
+) -> AgentImportJob:
+    """Queue a CSV import (a preview unless ``apply``); the task starts after commit."""
+    from accounts.tasks import agent_import_job_run
+
+    _require_admin(actor, ministry.pk)
+    if len(content) > settings.AGENT_IMPORT_MAX_BYTES:
+        raise ValidationError(
+            {
+                "file": _("The file is %(size)d MB; the limit is %(max)d MB.")
+                % {
+                    "size": len(content) // 1_000_000,
+                    "max": settings.AGENT_IMPORT_MAX_BYTES // 1_000_000,
+                }
+            }
+        )
+    job = AgentImportJob.objects.create(
+        ministry=ministry,
+        created_by=actor.agent,
+        token_id=actor.token.pk if actor.token is not None else None,
+        content=content,
+        filename=filename[:255],
+        delimiter=delimiter,
+        deactivate_missing=deactivate_missing,
+        apply=apply,
+    )
+    audit_record(
+        actor=actor,
+        action="agent_import.create",
+        target=job,
+        ministry_id=ministry.pk,
+        data={
+            "filename": filename[:255],
+            "bytes": len(content),
+            "apply": apply,
+            "deactivate_missing": deactivate_missing,
+        },
+    )
+    transaction.on_commit(lambda: agent_import_job_run.delay(str(job.pk)))
+    return job

@@ -3,7 +3,15 @@
 from rest_framework import serializers
 
 from accounts.access import access_for
-from accounts.models import TOKEN_ROLE_CHOICES, Agent, ApiToken, Ministry, Role, RoleGrant
+from accounts.models import (
+    TOKEN_ROLE_CHOICES,
+    Agent,
+    AgentImportJob,
+    ApiToken,
+    Ministry,
+    Role,
+    RoleGrant,
+)
 
 
 def _access(serializer):
@@ -197,3 +205,50 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
         read_only_fields = fields
+
+
+class AgentImportJobSerializer(serializers.ModelSerializer):
+    """An import job as its page and API show it (the file itself is never returned)."""
+
+    ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    has_errors = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AgentImportJob
+        fields = [
+            "id",
+            "ministry",
+            "filename",
+            "apply",
+            "deactivate_missing",
+            "state",
+            "rows_total",
+            "rows_done",
+            "counts",
+            "has_errors",
+            "failure",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_has_errors(self, obj) -> bool:
+        # Listed jobs carry it as an annotation (their CSV of errors is not loaded).
+        flag = getattr(obj, "has_errors", None)
+        return bool(obj.errors_csv) if flag is None else flag
+
+
+class AgentImportJobCreateSerializer(serializers.Serializer):
+    """Upload of a CSV export: a preview unless ``apply`` is true."""
+
+    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    file = serializers.FileField()
+    apply = serializers.BooleanField(default=False)
+    deactivate_missing = serializers.BooleanField(default=False)
+    delimiter = serializers.ChoiceField(choices=[",", ";"], required=False, allow_blank=True)
+
+    def __init__(self, *args, ministries=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if ministries is not None:
+            self.fields["ministry"].queryset = ministries

@@ -5,14 +5,19 @@ a serializer and hands the write to one service.
 """
 
 import django_filters
+from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import selectors, services
 from accounts.api.serializers import (
     AgentCreateSerializer,
+    AgentImportJobCreateSerializer,
+    AgentImportJobSerializer,
     AgentSerializer,
     AgentUpdateSerializer,
     ApiTokenCreatedSerializer,
@@ -185,3 +190,54 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
             actor=Actor.from_request(request), token=self.get_object()
         )
         return Response(ApiTokenSerializer(token).data)
+
+
+class AgentImportJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """CSV imports: upload (a preview, or applied), follow their state, fetch rows in error."""
+
+    serializer_class = AgentImportJobSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        return selectors.agent_import_job_list(user=self.request.user)
+
+    @extend_schema(
+        request={"multipart/form-data": AgentImportJobCreateSerializer},
+        responses={202: AgentImportJobSerializer},
+    )
+    def create(self, request):
+        data = AgentImportJobCreateSerializer(
+            data=request.data, ministries=selectors.ministry_administrable(user=request.user)
+        )
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > settings.AGENT_IMPORT_MAX_BYTES:
+            return Response(
+                {
+                    "file": [
+                        f"The file is {upload.size // 1_000_000} MB; the limit "
+                        f"is {settings.AGENT_IMPORT_MAX_BYTES // 1_000_000} MB."
+                    ]
+                },
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        job = services.agent_import_job_create(
+            actor=Actor.from_request(request),
+            ministry=data.validated_data["ministry"],
+            content=upload.read(),
+            filename=upload.name,
+            delimiter=data.validated_data.get("delimiter") or "",
+            deactivate_missing=data.validated_data["deactivate_missing"],
+            apply=data.validated_data["apply"],
+        )
+        job.refresh_from_db()  # eager mode may already have run it
+        return Response(AgentImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={(200, "text/csv"): str})
+    @action(detail=True, methods=["get"], url_path="errors")
+    def errors_csv(self, request, pk=None):
+        """The rows in error, with line, column and reason (UTF-8 with BOM, for Excel)."""
+        job = self.get_object()
+        response = HttpResponse("\ufeff" + job.errors_csv, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="errors-{job.pk}.csv"'
+        return response

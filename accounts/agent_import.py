@@ -173,6 +173,13 @@ def parse(text: str, delimiter: str | None = None) -> tuple[list[tuple[int, dict
     return rows, delimiter, problems
 
 
+def _in_batches(queryset, field: str, values: list, size: int = 5000):
+    """Rows of ``queryset`` whose ``field`` is in ``values``, a few thousand per query
+    (PostgreSQL takes at most 65,535 parameters in one statement)."""
+    for start in range(0, len(values), size):
+        yield from queryset.filter(**{f"{field}__in": values[start : start + size]})
+
+
 def _check_row(values: dict, domains: set[str]) -> tuple[str, str] | None:
     """(column, reason) of the first problem of a row, or None."""
     email = values.get("email", "").lower()
@@ -202,13 +209,13 @@ def agent_import_plan(
     rows, delimiter, outcomes = parse(text, delimiter)
     domains = set(ministry.domains.values_list("domain", flat=True))
     emails = [v.get("email", "").lower() for _line, v in rows]
-    known = {a.email: a for a in Agent.objects.filter(email__in=emails)}
+    listed = set(emails)
+    known = {a.email: a for a in _in_batches(Agent.objects.all(), "email", emails)}
     ids = [v["external_id"] for _line, v in rows if v.get("external_id")]
-    id_owner = dict(
-        Agent.objects.filter(ministry=ministry, external_id__in=ids).values_list(
-            "external_id", "email"
-        )
-    )
+    id_owner = {
+        a.external_id: a.email
+        for a in _in_batches(Agent.objects.filter(ministry=ministry), "external_id", ids)
+    }
     seen: dict[str, int] = {}
     seen_ids: dict[str, int] = {}
     for line, values in rows:
@@ -244,12 +251,15 @@ def agent_import_plan(
         else:
             outcomes.append(RowOutcome(line, "unchanged", email, values))
     if deactivate_missing:
-        missing = (
-            Agent.objects.filter(ministry=ministry, is_active=True)
-            .exclude(email__in=list(seen))
-            .values_list("email", flat=True)
+        active = Agent.objects.filter(ministry=ministry, is_active=True).values_list(
+            "email", flat=True
         )
-        outcomes.extend(RowOutcome(0, "deactivate", email) for email in missing)
+        outcomes.extend(
+            # Agents listed in the file, even on a row in error, are never deactivated.
+            RowOutcome(0, "deactivate", email)
+            for email in active.iterator()
+            if email not in listed
+        )
     outcomes.sort(key=lambda r: (r.line == 0, r.line))
     return ImportPlan(ministry=ministry, rows=outcomes, delimiter=delimiter, encoding=encoding)
 
@@ -272,8 +282,8 @@ def agent_import_apply(
     deactivations = [r for r in plan.rows if r.action == "deactivate"]
     existing = {
         a.email: a
-        for a in Agent.objects.select_for_update().filter(
-            email__in=[r.email for r in updates + deactivations]
+        for a in _in_batches(
+            Agent.objects.select_for_update(), "email", [r.email for r in updates + deactivations]
         )
     }
     returning = sum(1 for r in updates if not existing[r.email].is_active)

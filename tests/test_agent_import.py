@@ -172,3 +172,12 @@ def test_command_previews_then_applies(world, tmp_path):
     assert Agent.objects.filter(email="anne.leroy@alpha.gouv.fr").exists()
     with pytest.raises(CommandError, match="Unknown ministry"):
         call_command("import_agents", str(path), "--ministry", "nowhere", stdout=StringIO())
+
+
+def test_an_agent_on_a_row_in_error_is_not_deactivated(world):
+    """--deactivate-missing spares an agent whose row has an error: they are in the file."""
+    Agent.objects.create(email="other@alpha.gouv.fr", ministry=world.a, external_id="TAKEN")
+    text = f"email,external id\n{world.agent_a.email},TAKEN\n"
+    result = plan(world, text, deactivate_missing=True)
+    assert [r.action for r in result.rows if r.email == world.agent_a.email] == ["error"]
+    assert world.agent_a.email not in {r.email for r in result.rows if r.action == "deactivate"}

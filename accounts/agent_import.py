@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -59,6 +60,7 @@ HEADERS = {
     "unite organisationnelle": "organizational_unit",
 }
 FIELDS = ("email", "given_name", "usual_name", "external_id", "organizational_unit")
+BATCH = 2000
 LIMITS = {"given_name": 150, "usual_name": 150, "external_id": 255, "organizational_unit": 255}
 
 
@@ -219,7 +221,6 @@ def agent_import_plan(
     seen: dict[str, int] = {}
     seen_ids: dict[str, int] = {}
     for line, values in rows:
-        values = {k: values.get(k, "") for k in FIELDS if k in values}
         email = values.get("email", "").lower()
         values["email"] = email
         problem = _check_row(values, domains)
@@ -290,14 +291,15 @@ def agent_import_apply(
     if creates or returning:
         seat_reserve(ministry=ministry, count=len(creates) + returning - len(deactivations))
     now = timezone.now()
-    new_agents = []
-    for row in creates:
-        agent = Agent(ministry=ministry, **row.values)
-        agent.set_unusable_password()
-        new_agents.append(agent)
-    Agent.objects.bulk_create(new_agents, batch_size=2000)
-    if progress:
-        progress(len(creates))
+    # Built and written a batch at a time: 100,000 model instances at once would
+    # cost hundreds of megabytes. Agents log in through ProConnect: no password.
+    for start in range(0, len(creates), BATCH):
+        Agent.objects.bulk_create(
+            Agent(ministry=ministry, password=UNUSABLE_PASSWORD_PREFIX, **row.values)
+            for row in creates[start : start + BATCH]
+        )
+        if progress:
+            progress(min(BATCH, len(creates) - start))
     changed = []
     for row in updates:
         agent = existing[row.email]

@@ -10,4 +10,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("connexion/", views.login_page, name="login"),
     path("deconnexion/", logout_view, name="logout"),
+    path("imports/", views.imports, name="imports"),
+    path("imports/<uuid:pk>/", views.import_detail, name="import"),
 ]

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from accounts.models import Role
@@ -20,6 +21,14 @@ requires_postgres = pytest.mark.skipif(
 requires_redis = pytest.mark.skipif(
     not settings.REDIS_AVAILABLE, reason="Redis does not answer on 127.0.0.1:6379"
 )
+
+
+@pytest.fixture(autouse=True)
+def english_outside_requests():
+    """Services called directly speak the default language (French); tests read their
+    messages in English. Requests still choose their own language (console: French)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -134,6 +134,29 @@ def _save_identifiers(ministry, domains, sirets) -> None:
 
 MINISTRY_FIELDS = ("name", "state", "jit_provisioning", "residency_tags", "retention_days")
 
+# The rollout only moves forward; any state may be suspended, and a suspended
+# ministry resumes at any rollout stage.
+STATE_MOVES = {
+    "pilot": {"rolling_out", "suspended"},
+    "rolling_out": {"generalised", "suspended"},
+    "generalised": {"suspended"},
+    "suspended": {"pilot", "rolling_out", "generalised"},
+}
+
+
+def _check_state_move(current: str, new: str) -> None:
+    if new != current and new not in STATE_MOVES.get(current, set()):
+        raise ValidationError(
+            {
+                "state": _(
+                    "A ministry cannot go from “%(current)s” to “%(new)s”: the rollout only "
+                    "moves forward (pilot, rolling out, generalised), and any state may be "
+                    "suspended."
+                )
+                % {"current": current, "new": new}
+            }
+        )
+
 
 @transaction.atomic
 def ministry_create(
@@ -201,6 +224,8 @@ def ministry_update(
     """Change a ministry's settings and identifiers (operators only)."""
     _require_operator(actor)
     ministry = Ministry.objects.select_for_update().get(pk=ministry.pk)
+    if "state" in fields:
+        _check_state_move(ministry.state, fields["state"])
     changes: dict = {}
     for name, value in fields.items():
         if name not in MINISTRY_FIELDS:

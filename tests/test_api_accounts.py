@@ -358,3 +358,26 @@ def test_suspension_takes_rights_away_from_open_sessions(world):
     response = client.post(f"/api/v1/agents/{world.agent_a.pk}/deactivate/")
     assert response.status_code in (403, 404)
     assert Agent.objects.get(pk=world.agent_a.pk).is_active
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "ok"),
+    [
+        ("pilot", "rolling_out", True),
+        ("rolling_out", "generalised", True),
+        ("generalised", "suspended", True),
+        ("suspended", "rolling_out", True),
+        ("generalised", "pilot", False),
+        ("pilot", "generalised", False),
+    ],
+)
+def test_rollout_only_moves_forward(world, start, target, ok):
+    """pilot → rolling out → generalised; any state can be suspended and resumed."""
+    Ministry.objects.filter(pk=world.a.pk).update(state=start)
+    response = client_as(world.operator).patch(
+        "/api/v1/ministries/alpha/", {"state": target}, format="json"
+    )
+    assert (response.status_code == 200) is ok, response.json()
+    assert Ministry.objects.get(pk=world.a.pk).state == (target if ok else start)
+    if not ok:
+        assert "only moves forward" in str(response.json()["state"])

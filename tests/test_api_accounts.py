@@ -381,3 +381,61 @@ def test_rollout_only_moves_forward(world, start, target, ok):
     assert Ministry.objects.get(pk=world.a.pk).state == (target if ok else start)
     if not ok:
         assert "only moves forward" in str(response.json()["state"])
+
+
+ONBOARDING = {
+    **NEW_MINISTRY,
+    "admins": ["cheffe.projet@interieur.gouv.fr"],
+    "licence_pool": {
+        "starts_on": "2026-01-01",
+        "ends_on": "2027-12-31",
+        "seats": 1000,
+        "foreign_price_eur": "10.00",
+        "sovereign_cost_eur": "1.50",
+    },
+}
+
+
+def test_operator_onboards_a_ministry_in_one_request(world):
+    """Identity, identifiers, seats and first admins, all created together."""
+    from accounts.models import PendingRoleGrant
+
+    response = client_as(world.operator).post("/api/v1/onboardings/", ONBOARDING, format="json")
+    assert response.status_code == 201, response.json()
+    ministry = Ministry.objects.get(code="interieur")
+    assert ministry.licence_pools.get().seats == 1000
+    assert PendingRoleGrant.objects.get(email="cheffe.projet@interieur.gouv.fr").ministry == (
+        ministry
+    )
+    assert {"ministry.create", "licence_pool.create", "role_grant.invite"} <= set(
+        AuditEvent.objects.values_list("action", flat=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"admins": ["boss@elsewhere.fr"]}, "admins"),
+        ({"licence_pool": {**ONBOARDING["licence_pool"], "ends_on": "2025-01-01"}}, "licence_pool"),
+        ({"siren": "123"}, "siren"),
+    ],
+)
+def test_a_bad_onboarding_writes_nothing(world, change, field):
+    """An admin outside the ministry's domains or a bad pool: 400, no ministry, no event."""
+    before = written()
+    response = client_as(world.operator).post(
+        "/api/v1/onboardings/", {**ONBOARDING, **change}, format="json"
+    )
+    assert response.status_code == 400
+    assert field in response.json()
+    assert written() == before
+
+
+@pytest.mark.parametrize("caller", ["admin_a", "national_auditor", "agent_a"])
+def test_only_operators_onboard(world, caller):
+    """Ministry admins, auditors and agents cannot onboard a ministry."""
+    response = client_as(getattr(world, caller)).post(
+        "/api/v1/onboardings/", ONBOARDING, format="json"
+    )
+    assert response.status_code == 403
+    assert not Ministry.objects.filter(code="interieur").exists()

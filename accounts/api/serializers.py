@@ -252,3 +252,25 @@ class AgentImportJobCreateSerializer(serializers.Serializer):
         super().__init__(*args, **kwargs)
         if ministries is not None:
             self.fields["ministry"].queryset = ministries
+
+
+class LicencePoolInputSerializer(serializers.Serializer):
+    """The seats given at onboarding."""
+
+    starts_on = serializers.DateField()
+    ends_on = serializers.DateField()
+    seats = serializers.IntegerField(min_value=0)
+    foreign_price_eur = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+    sovereign_cost_eur = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+
+
+class OnboardingSerializer(MinistrySerializer):
+    """A new ministry with its seats and its first admins, in one request."""
+
+    admins = serializers.ListField(
+        child=serializers.EmailField(), required=False, write_only=True, max_length=50
+    )
+    licence_pool = LicencePoolInputSerializer(required=False, write_only=True)
+
+    class Meta(MinistrySerializer.Meta):
+        fields = [*MinistrySerializer.Meta.fields, "admins", "licence_pool"]

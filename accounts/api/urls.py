@@ -7,6 +7,7 @@ from accounts.api.views import (
     AgentViewSet,
     ApiTokenViewSet,
     MinistryViewSet,
+    OnboardingViewSet,
     RoleGrantViewSet,
 )
 
@@ -16,4 +17,5 @@ router.register("agents", AgentViewSet, basename="agent")
 router.register("role-grants", RoleGrantViewSet, basename="role-grant")
 router.register("api-tokens", ApiTokenViewSet, basename="api-token")
 router.register("agent-imports", AgentImportJobViewSet, basename="agent-import")
+router.register("onboardings", OnboardingViewSet, basename="onboarding")
 urlpatterns = router.urls

@@ -25,9 +25,10 @@ from accounts.api.serializers import (
     ApiTokenSerializer,
     MinistrySerializer,
     MinistryUpdateSerializer,
+    OnboardingSerializer,
     RoleGrantSerializer,
 )
-from accounts.models import Agent
+from accounts.models import Agent, Ministry
 from audit.actor import Actor
 
 
@@ -241,3 +242,23 @@ class AgentImportJobViewSet(viewsets.ReadOnlyModelViewSet):
         response = HttpResponse("\ufeff" + job.errors_csv, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="errors-{job.pk}.csv"'
         return response
+
+
+class OnboardingViewSet(viewsets.GenericViewSet):
+    """Operators onboard a ministry: identity, domains, SIRETs, seats, first admins."""
+
+    serializer_class = OnboardingSerializer
+    queryset = Ministry.objects.none()
+
+    @extend_schema(request=OnboardingSerializer, responses={201: MinistrySerializer})
+    def create(self, request):
+        data = OnboardingSerializer(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        ministry = services.ministry_onboard(
+            actor=Actor.from_request(request), **data.validated_data
+        )
+        ministry = selectors.ministry_list(user=request.user).get(pk=ministry.pk)
+        return Response(
+            MinistrySerializer(ministry, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )

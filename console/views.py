@@ -37,6 +37,10 @@ def home(request):
     states = dict.fromkeys(Ministry.State.values, 0)
     for ministry in ministries:
         states[ministry.state] += 1
+    checklists = [
+        (m, selectors.ministry_checklist(ministry=m))
+        for m in Ministry.objects.filter(pk__in=access.admin_of).order_by("name")
+    ]
     return render(
         request,
         "console/home.html",
@@ -44,6 +48,7 @@ def home(request):
             "ministries": ministries,
             "state_counts": [(Ministry.State(s).label, n) for s, n in states.items()],
             "me": request.user,
+            "checklists": checklists,
         },
     )
 

@@ -111,3 +111,14 @@ def test_browser_language_does_not_override_french(client):
     """An English-speaking browser still gets French until the agent picks English."""
     html = client.get("/console/connexion/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
     assert '<html lang="fr"' in html.content.decode()
+
+
+def test_admin_home_shows_the_onboarding_checklist(client, world):
+    """Admins see their ministry's steps, done or to do; other ministries' are not shown."""
+    client.force_login(world.admin_a)
+    html = page(client)
+    block = html[html.index('id="checklist-alpha"'):]
+    block = block[: block.index("</ul>")]
+    assert block.count('data-done="yes"') == 5  # domains, SIRETs, admin, seats, agents
+    assert block.count('data-done="no"') == 1  # no meeting yet
+    assert 'id="checklist-bravo"' not in html

@@ -117,7 +117,7 @@ def test_admin_home_shows_the_onboarding_checklist(client, world):
     """Admins see their ministry's steps, done or to do; other ministries' are not shown."""
     client.force_login(world.admin_a)
     html = page(client)
-    block = html[html.index('id="checklist-alpha"'):]
+    block = html[html.index('id="checklist-alpha"') :]
     block = block[: block.index("</ul>")]
     assert block.count('data-done="yes"') == 5  # domains, SIRETs, admin, seats, agents
     assert block.count('data-done="no"') == 1  # no meeting yet

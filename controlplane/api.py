@@ -3,6 +3,22 @@
 from rest_framework.pagination import LimitOffsetPagination
 
 
+class ScopedChoicesMixin:
+    """A serializer whose related fields choose only among what the caller may use.
+
+    ``Serializer(data, ministries=qs, agents=qs)`` sets each named field's queryset;
+    the fields are declared with an empty queryset, so a view that forgets to scope
+    them fails closed.
+    """
+
+    def __init__(self, *args, **kwargs):
+        scoped = {name: kwargs.pop(name) for name in ("ministries", "agents") if name in kwargs}
+        super().__init__(*args, **kwargs)
+        for name, queryset in scoped.items():
+            if queryset is not None:
+                self.fields[{"ministries": "ministry", "agents": "agent"}[name]].queryset = queryset
+
+
 class Pagination(LimitOffsetPagination):
     """Limit/offset pages, 50 by default, never more than 500."""
 

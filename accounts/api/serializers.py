@@ -12,6 +12,7 @@ from accounts.models import (
     Role,
     RoleGrant,
 )
+from controlplane.api import ScopedChoicesMixin
 
 
 def _access(serializer):
@@ -110,7 +111,7 @@ class AgentSerializer(serializers.ModelSerializer):
         }
 
 
-class AgentCreateSerializer(serializers.Serializer):
+class AgentCreateSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Input of agent creation: the ministry is named by its code."""
 
     ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
@@ -119,11 +120,6 @@ class AgentCreateSerializer(serializers.Serializer):
     usual_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
     organizational_unit = serializers.CharField(max_length=255, required=False, allow_blank=True)
-
-    def __init__(self, *args, ministries=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if ministries is not None:
-            self.fields["ministry"].queryset = ministries
 
 
 class AgentUpdateSerializer(serializers.Serializer):
@@ -136,7 +132,7 @@ class AgentUpdateSerializer(serializers.Serializer):
     organizational_unit = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
-class RoleGrantSerializer(serializers.ModelSerializer):
+class RoleGrantSerializer(ScopedChoicesMixin, serializers.ModelSerializer):
     """A role held by an agent, on a ministry or nationally (ministry null)."""
 
     agent = serializers.PrimaryKeyRelatedField(queryset=Agent.objects.none())
@@ -151,13 +147,6 @@ class RoleGrantSerializer(serializers.ModelSerializer):
         fields = ["id", "agent", "agent_email", "role", "ministry", "created_at"]
         read_only_fields = ["id", "created_at"]
         validators: list = []
-
-    def __init__(self, *args, agents=None, ministries=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if agents is not None:
-            self.fields["agent"].queryset = agents
-        if ministries is not None:
-            self.fields["ministry"].queryset = ministries
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -183,18 +172,13 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiTokenCreateSerializer(serializers.Serializer):
+class ApiTokenCreateSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Input of token creation."""
 
     name = serializers.CharField(max_length=100)
     ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
     role = serializers.ChoiceField(choices=TOKEN_ROLE_CHOICES)
     expires_in_days = serializers.IntegerField(min_value=1, required=False)
-
-    def __init__(self, *args, ministries=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if ministries is not None:
-            self.fields["ministry"].queryset = ministries
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):
@@ -239,7 +223,7 @@ class AgentImportJobSerializer(serializers.ModelSerializer):
         return bool(obj.errors_csv) if flag is None else flag
 
 
-class AgentImportJobCreateSerializer(serializers.Serializer):
+class AgentImportJobCreateSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Upload of a CSV export: a preview unless ``apply`` is true."""
 
     ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
@@ -247,11 +231,6 @@ class AgentImportJobCreateSerializer(serializers.Serializer):
     apply = serializers.BooleanField(default=False)
     deactivate_missing = serializers.BooleanField(default=False)
     delimiter = serializers.ChoiceField(choices=[",", ";"], required=False, allow_blank=True)
-
-    def __init__(self, *args, ministries=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if ministries is not None:
-            self.fields["ministry"].queryset = ministries
 
 
 class LicencePoolInputSerializer(serializers.Serializer):

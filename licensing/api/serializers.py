@@ -3,10 +3,11 @@
 from rest_framework import serializers
 
 from accounts.models import Ministry
+from controlplane.api import ScopedChoicesMixin
 from licensing.models import LicencePool
 
 
-class LicencePoolSerializer(serializers.ModelSerializer):
+class LicencePoolSerializer(ScopedChoicesMixin, serializers.ModelSerializer):
     """A pool: seats for a period, with the prices that make the savings."""
 
     ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
@@ -24,8 +25,3 @@ class LicencePoolSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
-
-    def __init__(self, *args, ministries=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if ministries is not None:
-            self.fields["ministry"].queryset = ministries

@@ -48,17 +48,6 @@ class Access:
         """Holds any role beyond being an agent (drives the console's home page)."""
         return self.operator or self.national_auditor or bool(self.admin_of or self.auditor_of)
 
-    @property
-    def roles(self) -> list[str]:
-        names = []
-        if self.operator:
-            names.append(Role.OPERATOR.value)
-        if self.admin_of:
-            names.append(Role.MINISTRY_ADMIN.value)
-        if self.national_auditor or self.auditor_of:
-            names.append(Role.AUDITOR.value)
-        return names
-
 
 NO_ACCESS = Access()
 

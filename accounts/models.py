@@ -4,7 +4,6 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.identifiers import validate_email_domain, validate_siren, validate_siret
@@ -226,8 +225,6 @@ class ApiToken(BaseModel):
     Only a SHA-256 digest is stored; the token itself is shown once, at creation.
     """
 
-    TOKEN_ROLES = [Role.MINISTRY_ADMIN, Role.AUDITOR]
-
     name = models.CharField(max_length=100)
     ministry = models.ForeignKey(Ministry, on_delete=models.CASCADE, related_name="api_tokens")
     role = models.CharField(max_length=16, choices=TOKEN_ROLE_CHOICES)
@@ -250,10 +247,6 @@ class ApiToken(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
-
-    @property
-    def is_usable(self) -> bool:
-        return self.revoked_at is None and self.expires_at > timezone.now()
 
 
 class PendingRoleGrant(BaseModel):
@@ -304,7 +297,6 @@ class AgentImportJob(BaseModel):
     apply = models.BooleanField(default=False, help_text=_("False: a preview only."))
     state = models.CharField(max_length=8, choices=State, default=State.PENDING)
     rows_total = models.PositiveIntegerField(default=0)
-    rows_done = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
     errors_csv = models.TextField(blank=True)
     failure = models.TextField(blank=True)

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from accounts.access import access_for
 from accounts.identifiers import validate_email_domain, validate_siren, validate_siret
 from accounts.models import (
+    TOKEN_ROLE_CHOICES,
     Agent,
     AgentImportJob,
     ApiToken,
@@ -504,7 +505,7 @@ def api_token_create(
     if access.via_token:
         raise PermissionDenied(_("API tokens cannot create API tokens."))
     _require_admin(actor, ministry.pk)
-    if role not in ApiToken.TOKEN_ROLES:
+    if role not in dict(TOKEN_ROLE_CHOICES):
         raise ValidationError({"role": _("A token's role is ministry_admin or auditor.")})
     days = expires_in_days or settings.API_TOKEN_DEFAULT_DAYS
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:

@@ -34,7 +34,6 @@ def agent_import_job_run(job_id: str) -> str:
             agent_import_apply(actor=actor, plan=plan)
         job.counts = plan.counts
         job.errors_csv = plan.errors_csv() if plan.counts["error"] else ""
-        job.rows_done = job.rows_total
         job.state = AgentImportJob.State.DONE
     except (ImportFileError, NoFreeSeat) as exc:
         job.failure = str(exc)
@@ -43,7 +42,6 @@ def agent_import_job_run(job_id: str) -> str:
     job.save(
         update_fields=[
             "rows_total",
-            "rows_done",
             "counts",
             "errors_csv",
             "failure",

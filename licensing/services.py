@@ -41,16 +41,6 @@ class NoFreeSeat(Exception):
         super().__init__(message)
 
 
-def licence_pool_current(*, ministry, on: date | None = None) -> LicencePool | None:
-    """The pool covering ``on`` (today by default), if any."""
-    on = on or timezone.localdate()
-    return (
-        LicencePool.objects.filter(ministry=ministry, starts_on__lte=on, ends_on__gte=on)
-        .order_by("-starts_on")
-        .first()
-    )
-
-
 def seat_reserve(*, ministry, count: int = 1) -> None:
     """Make sure ``count`` more agents of ``ministry`` may be active; raise NoFreeSeat.
 
@@ -74,16 +64,6 @@ def seat_reserve(*, ministry, count: int = 1) -> None:
     active = Agent.objects.filter(ministry=ministry, is_active=True).count()
     if active + count > pool.seats:
         raise NoFreeSeat(ministry, pool.seats)
-
-
-def seat_available(*, ministry) -> bool:
-    """Whether ``ministry`` could activate one more agent now (no lock: a hint only)."""
-    from accounts.models import Agent
-
-    pool = licence_pool_current(ministry=ministry)
-    if pool is None:
-        return False
-    return Agent.objects.filter(ministry=ministry, is_active=True).count() < pool.seats
 
 
 @transaction.atomic

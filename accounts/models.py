@@ -37,6 +37,10 @@ class Ministry(BaseModel):
     retention_days = models.PositiveIntegerField(
         _("retention of personal usage data (days)"), default=365
     )
+    rollout_target_agents = models.PositiveIntegerField(
+        _("rollout goal: agents"), null=True, blank=True
+    )
+    rollout_target_date = models.DateField(_("rollout goal: date"), null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -51,6 +55,24 @@ class Ministry(BaseModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RolloutMilestone(models.Model):
+    """A step towards a ministry's rollout goal: so many active agents by a date."""
+
+    ministry = models.ForeignKey(Ministry, on_delete=models.CASCADE, related_name="milestones")
+    due_on = models.DateField(_("due on"))
+    target_agents = models.PositiveIntegerField(_("active agents"))
+    label = models.CharField(_("label"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["due_on"]
+        constraints = [
+            models.UniqueConstraint(fields=["ministry", "due_on"], name="milestone_unique_date"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.due_on}: {self.target_agents}"
 
 
 class MinistryDomain(models.Model):
@@ -125,6 +147,12 @@ class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(_("active"), default=True)
     is_staff = models.BooleanField(_("Django admin access"), default=False)
     deactivated_at = models.DateTimeField(_("deactivated at"), null=True, blank=True)
+    erase_after = models.DateTimeField(
+        _("personal data erased after"),
+        null=True,
+        blank=True,
+        help_text=_("Set when the directory deletes the agent, from the ministry's retention."),
+    )
 
     objects = AgentManager()
 
@@ -297,6 +325,7 @@ class AgentImportJob(BaseModel):
     apply = models.BooleanField(default=False, help_text=_("False: a preview only."))
     state = models.CharField(max_length=8, choices=State, default=State.PENDING)
     rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
     errors_csv = models.TextField(blank=True)
     failure = models.TextField(blank=True)

@@ -292,14 +292,22 @@ def _check_external_id(ministry: Ministry, external_id: str, exclude_pk=None) ->
 
 
 @transaction.atomic
-def agent_create(*, actor: Actor, ministry: Ministry, email: str, **fields) -> Agent:
-    """Provision an agent in a ministry (its admins, or an operator)."""
+def agent_create(
+    *, actor: Actor, ministry: Ministry, email: str, is_active: bool = True, **fields
+) -> Agent:
+    """Provision an agent in a ministry (its admins, or an operator). An active agent
+    takes a seat; one created inactive (a directory may push leavers) takes none."""
     _require_admin(actor, ministry.pk)
     email = _check_agent_email(ministry, email)
     _check_external_id(ministry, fields.get("external_id", ""))
-    seat_reserve(ministry=ministry)
+    if is_active:
+        seat_reserve(ministry=ministry)
     agent = Agent(
-        email=email, ministry=ministry, **{k: v for k, v in fields.items() if k in AGENT_FIELDS}
+        email=email,
+        ministry=ministry,
+        is_active=is_active,
+        deactivated_at=None if is_active else timezone.now(),
+        **{k: v for k, v in fields.items() if k in AGENT_FIELDS},
     )
     agent.set_unusable_password()
     try:
@@ -312,7 +320,7 @@ def agent_create(*, actor: Actor, ministry: Ministry, email: str, **fields) -> A
         action="agent.create",
         target=agent,
         ministry_id=ministry.pk,
-        data={"email": email, **fields},
+        data={"email": email, "is_active": is_active, **fields},
     )
     return agent
 

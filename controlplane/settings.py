@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "media_nodes",
     "rooms",
     "console",
+    "scim",
 ]
 
 MIDDLEWARE = [

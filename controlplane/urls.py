@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("audit.api.urls")),
     path("api/v1/", include("licensing.api.urls")),
     path("oidc/", include("accounts.oidc.urls")),
+    path("scim/v2/", include("scim.urls")),
     path("console/", include("console.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),

@@ -73,6 +73,7 @@ CELERY_TASK_ROUTES = {
     "media_nodes.tasks.room_*": {"queue": "allocation"},
     "media_nodes.tasks.media_node_*": {"queue": "health"},
     "accounts.tasks.*": {"queue": "provisioning"},
+    "scim.tasks.*": {"queue": "provisioning"},
     "licensing.tasks.*": {"queue": "reports"},
     "audit.tasks.*": {"queue": "audit"},
 }
@@ -81,6 +82,10 @@ CELERY_BEAT_SCHEDULE = {
     "audit-chain-verify-nightly": {
         "task": "audit.tasks.audit_chain_verify_task",
         "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=24 * 3600),
+    },
+    "agents-erase-due-hourly": {
+        "task": "scim.tasks.agents_erase_due_task",
+        "schedule": env.float("ERASURE_EVERY_SECONDS", default=3600),
     },
 }
 

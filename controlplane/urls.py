@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("audit.api.urls")),
     path("api/v1/", include("licensing.api.urls")),
+    path("api/v1/", include("scim.api")),
     path("oidc/", include("accounts.oidc.urls")),
     path("scim/v2/", include("scim.urls")),
     path("console/", include("console.urls")),

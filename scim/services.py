@@ -61,6 +61,8 @@ def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[Director
     """Issue the ministry's directory token, revoking the previous one. Returns the row
     and the clear token, which is shown once and never stored."""
     agents._require_admin(actor, ministry.pk)
+    if actor.token is not None:
+        raise PermissionDenied("Tokens cannot issue directory tokens.")
     now = timezone.now()
     for old in DirectoryToken.objects.select_for_update().filter(
         ministry=ministry, revoked_at__isnull=True
@@ -90,6 +92,24 @@ def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[Director
         data={"prefix": token.prefix},
     )
     return token, clear
+
+
+@transaction.atomic
+def directory_token_revoke(*, actor: Actor, token: DirectoryToken) -> DirectoryToken:
+    """Stop a directory's access at once (its sync stops until a new token is issued)."""
+    agents._require_admin(actor, token.ministry_id)
+    token = DirectoryToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="directory_token.revoke",
+            target=token,
+            ministry_id=token.ministry_id,
+            data={"prefix": token.prefix},
+        )
+    return token
 
 
 def directory_token_authenticate(clear: str) -> DirectoryToken:

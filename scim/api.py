@@ -50,11 +50,12 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
     serializer_class = DirectoryTokenSerializer
 
     def get_queryset(self):
-        access = access_for(self.request.user)
+        # Readers (auditors included) see the metadata; only admins issue and revoke.
+        readable = access_for(self.request.user).readable_ministries
         tokens = DirectoryToken.objects.select_related("ministry", "created_by")
-        if access.operator:
+        if readable is None:
             return tokens
-        return tokens.filter(ministry_id__in=access.admin_of)
+        return tokens.filter(ministry_id__in=readable)
 
     @extend_schema(
         request=DirectoryTokenIssueSerializer, responses={201: DirectoryTokenIssuedSerializer}

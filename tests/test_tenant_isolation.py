@@ -10,8 +10,11 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Agent, ApiToken, Ministry, RoleGrant
+from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool
+from scim.models import DirectoryToken
+from scim.services import directory_token_issue
 from tests.conftest import client_as, client_with_token
 from tests.factories import AgentFactory
 
@@ -38,6 +41,10 @@ def scene(world):
     world.grant_a = RoleGrant.objects.get(agent=world.auditor_a)
     world.token_a = ApiToken.objects.get(ministry=world.a)
     world.event_a = AuditEvent.objects.get(ministry_id=world.a.pk)
+    world.directory_token_a, _ = directory_token_issue(
+        actor=Actor.system("tests"), ministry=world.a
+    )
+    directory_token_issue(actor=Actor.system("tests"), ministry=world.b)
     world.leaver_a = AgentFactory(ministry=world.a, is_active=False, deactivated_at=timezone.now())
     clients = {
         "anonymous": client_as(None),
@@ -81,6 +88,14 @@ READS = [
         "api token",
         "get",
         lambda w: f"/api/v1/api-tokens/{w.token_a.pk}/",
+        None,
+        "admin_a",
+        [401, 404, 404, 404, 200, 200, 200, 200],
+    ),
+    (
+        "directory token",
+        "get",
+        lambda w: f"/api/v1/directory-tokens/{w.directory_token_a.pk}/",
         None,
         "admin_a",
         [401, 404, 404, 404, 200, 200, 200, 200],
@@ -175,6 +190,22 @@ WRITES = [
         "admin_a",
         [401, 403, 404, 404, 403, 403, 403, 200],
     ),
+    (
+        "issue directory token",
+        "post",
+        lambda w: "/api/v1/directory-tokens/",
+        lambda w: {"ministry": "alpha"},
+        "admin_a",
+        [401, 403, 400, 400, 403, 403, 403, 201],
+    ),
+    (
+        "revoke directory token",
+        "delete",
+        lambda w: f"/api/v1/directory-tokens/{w.directory_token_a.pk}/",
+        None,
+        "admin_a",
+        [401, 403, 404, 404, 403, 403, 403, 200],
+    ),
 ]
 
 
@@ -189,6 +220,7 @@ def snapshot():
             )
         ),
         list(ApiToken.objects.values_list("prefix", "revoked_at").order_by("prefix")),
+        list(DirectoryToken.objects.values_list("prefix", "revoked_at").order_by("prefix")),
         LicencePool.objects.count(),
         AuditEvent.objects.count(),
     )
@@ -225,6 +257,7 @@ LISTS = [
     "/api/v1/role-grants/",
     "/api/v1/api-tokens/",
     "/api/v1/audit-events/",
+    "/api/v1/directory-tokens/",
 ]
 
 

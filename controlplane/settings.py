@@ -78,6 +78,10 @@ CELERY_TASK_ROUTES = {
     "audit.tasks.*": {"queue": "audit"},
 }
 
+# Fernet keys encrypting media nodes' API secrets, newest first (rotation); derived
+# from SECRET_KEY when unset (demo).
+MEDIA_NODE_SECRET_KEYS = env.list("MEDIA_NODE_SECRET_KEYS", default=[])
+
 CELERY_BEAT_SCHEDULE = {
     "audit-chain-verify-nightly": {
         "task": "audit.tasks.audit_chain_verify_task",

@@ -81,11 +81,32 @@ CELERY_TASK_ROUTES = {
 # Fernet keys encrypting media nodes' API secrets, newest first (rotation); derived
 # from SECRET_KEY when unset (demo).
 MEDIA_NODE_SECRET_KEYS = env.list("MEDIA_NODE_SECRET_KEYS", default=[])
+# Calls to media nodes (probes, reconciliation) and health thresholds: a node is down
+# after N failed probes and back only after M good ones, so a flapping node does not
+# bounce meetings.
+MEDIA_NODE_TIMEOUT_SECONDS = env.float("MEDIA_NODE_TIMEOUT_SECONDS", default=2.0)
+MEDIA_NODE_PROBE_EVERY_SECONDS = env.float("MEDIA_NODE_PROBE_EVERY_SECONDS", default=3.0)
+MEDIA_NODE_DOWN_AFTER_FAILURES = env.int("MEDIA_NODE_DOWN_AFTER_FAILURES", default=3)
+MEDIA_NODE_UP_AFTER_SUCCESSES = env.int("MEDIA_NODE_UP_AFTER_SUCCESSES", default=3)
+MEDIA_NODE_REPLACE_BATCH = env.int("MEDIA_NODE_REPLACE_BATCH", default=100)
+# Joining: how long a join waits for the allocation task before answering 202, and
+# how long the LiveKit access token it returns is valid.
+JOIN_WAIT_SECONDS = env.float("JOIN_WAIT_SECONDS", default=3.0)
+JOIN_TOKEN_TTL_SECONDS = env.int("JOIN_TOKEN_TTL_SECONDS", default=300)
 
 CELERY_BEAT_SCHEDULE = {
     "audit-chain-verify-nightly": {
         "task": "audit.tasks.audit_chain_verify_task",
         "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=24 * 3600),
+    },
+    "media-nodes-probe": {
+        "task": "media_nodes.tasks.media_node_probe_all",
+        "schedule": MEDIA_NODE_PROBE_EVERY_SECONDS,
+        "options": {"expires": MEDIA_NODE_PROBE_EVERY_SECONDS},
+    },
+    "media-nodes-reconcile": {
+        "task": "media_nodes.tasks.media_node_reconcile_all",
+        "schedule": env.float("MEDIA_NODE_RECONCILE_EVERY_SECONDS", default=300),
     },
     "agents-erase-due-hourly": {
         "task": "scim.tasks.agents_erase_due_task",

@@ -1,0 +1,105 @@
+"""Background work of media nodes: placing rooms, probing nodes, moving the rooms of
+dead or drained nodes, and reconciling allocations with what nodes host."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError, close_old_connections
+from django.db.utils import InterfaceError
+
+from media_nodes import services
+from media_nodes.driver import NodeError
+from media_nodes.models import Allocation, MediaNode
+from media_nodes.placement import NoNodeAvailable
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="media_nodes.tasks.room_allocate_task",
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    soft_time_limit=20,
+    time_limit=30,
+)
+def room_allocate_task(room_id: str, region: str | None = None) -> dict:
+    """Place a room (or find its live allocation). The outcome is a value, not an
+    exception, so that a full platform does not turn into retry storms."""
+    from rooms.services import room_allocate
+
+    try:
+        allocation = room_allocate(room_id=room_id, region=region)
+    except NoNodeAvailable as exc:
+        return {"error": "no_node", "detail": str(exc)}
+    return {"allocation": str(allocation.pk), "node": str(allocation.node_id)}
+
+
+@shared_task(name="media_nodes.tasks.room_move_off_node", soft_time_limit=120, time_limit=150)
+def room_move_off_node(node_id: str, reason: str) -> dict:
+    """Move a batch of a node's live rooms, then queue the next batch until none is
+    left; batches run on every allocation worker at once."""
+    moved, unplaced = services.move_rooms(
+        node_id, reason=reason, limit=settings.MEDIA_NODE_REPLACE_BATCH
+    )
+    if moved and Allocation.objects.filter(node_id=node_id, closed_at__isnull=True).exists():
+        room_move_off_node.delay(node_id, reason)
+    return {"moved": moved, "unplaced": unplaced}
+
+
+def failover(node_id) -> None:
+    """Start moving a dead node's rooms: one batch per allocation worker at once."""
+    live = Allocation.objects.filter(node_id=node_id, closed_at__isnull=True).count()
+    batches = max(1, min(8, -(-live // settings.MEDIA_NODE_REPLACE_BATCH)))
+    for _ in range(batches):
+        room_move_off_node.delay(str(node_id), Allocation.Reason.NODE_DOWN)
+
+
+@shared_task(name="media_nodes.tasks.media_node_probe_all", soft_time_limit=30, time_limit=40)
+def media_node_probe_all() -> dict:
+    """Probe every node at once (short timeouts: a hung node costs one timeout, not
+    one per node), record health, start failovers and drain steps."""
+    nodes = list(MediaNode.objects.all())
+    if not nodes:
+        return {}
+
+    def one(node):
+        try:
+            return node, services.probe(node)
+        finally:
+            close_old_connections()
+
+    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        outcomes = list(pool.map(one, nodes))
+    flips = {}
+    for node, flipped in outcomes:
+        if flipped:
+            flips[node.name] = flipped
+        if flipped == "down":
+            failover(node.pk)
+        elif (
+            not flipped
+            and not node.is_up
+            and Allocation.objects.filter(node=node, closed_at__isnull=True).exists()
+        ):
+            failover(node.pk)  # rooms still on a dead node (a batch failed earlier)
+        if node.state == MediaNode.State.DRAINING and node.is_up:
+            services.drain_step(node)
+    return flips
+
+
+@shared_task(name="media_nodes.tasks.media_node_reconcile_all", soft_time_limit=120, time_limit=150)
+def media_node_reconcile_all() -> dict:
+    """Compare every healthy node's rooms with its allocations and mend differences."""
+    report = {}
+    for node in MediaNode.objects.filter(is_up=True):
+        try:
+            report[node.name] = services.reconcile(node)
+        except NodeError as exc:
+            report[node.name] = {"error": str(exc)}
+    return report
+
+

@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/v1/", include("audit.api.urls")),
     path("api/v1/", include("licensing.api.urls")),
     path("api/v1/", include("scim.api")),
+    path("api/v1/", include("media_nodes.api")),
+    path("api/v1/", include("rooms.api")),
     path("oidc/", include("accounts.oidc.urls")),
     path("scim/v2/", include("scim.urls")),
     path("console/", include("console.urls")),

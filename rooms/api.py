@@ -1,0 +1,175 @@
+"""Rooms API: create, list, rename, delete, invite, and join (the node and a LiveKit
+access token for it)."""
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from accounts.models import Agent
+from audit.actor import Actor
+from media_nodes.models import Allocation
+from media_nodes.tasks import room_allocate_task
+from rooms import selectors, services
+from rooms.models import Room
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    owner = serializers.EmailField(source="owner.email", read_only=True)
+    ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Room
+        fields = ["id", "slug", "name", "owner", "ministry", "access", "expected_size"]
+        fields += ["created_at"]
+        read_only_fields = ["id", "slug", "owner", "ministry", "created_at"]
+
+
+class InviteSerializer(serializers.Serializer):
+    emails = serializers.ListField(child=serializers.EmailField(), min_length=1, max_length=500)
+
+
+class JoinSerializer(serializers.Serializer):
+    region = serializers.SlugField(max_length=32, required=False)
+
+
+JoinAnswer = inline_serializer(
+    "JoinAnswer",
+    {
+        "room": serializers.CharField(),
+        "node_url": serializers.CharField(),
+        "token": serializers.CharField(),
+        "expires_at": serializers.DateTimeField(),
+    },
+)
+
+
+class IsAgent(permissions.BasePermission):
+    """Rooms are the agents' own: sessions only, never an API token."""
+
+    message = "Rooms are used by agents, with their own session."
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return (
+            request.method in permissions.SAFE_METHODS or getattr(user, "api_token", None) is None
+        )
+
+
+class RoomViewSet(
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.ReadOnlyModelViewSet,
+):
+    serializer_class = RoomSerializer
+    lookup_field = "slug"
+    permission_classes = [IsAgent]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.room_list(user=self.request.user)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.room_create(
+            actor=Actor.from_request(self.request), **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.room_update(
+            actor=Actor.from_request(self.request),
+            room=serializer.instance,
+            **serializer.validated_data,
+        )
+
+    def perform_destroy(self, instance):
+        services.room_delete(actor=Actor.from_request(self.request), room=instance)
+
+    @extend_schema(request=InviteSerializer, responses=RoomSerializer)
+    @action(detail=True, methods=["post"])
+    def invite(self, request, slug=None):
+        """Invite agents by email (agents of any ministry)."""
+        room = self.get_object()
+        data = InviteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        emails = sorted({e.lower() for e in data.validated_data["emails"]})
+        agents = list(Agent.objects.filter(email__in=emails))
+        unknown = set(emails) - {a.email for a in agents}
+        if unknown:
+            raise serializers.ValidationError(
+                {"emails": [_("Unknown agents: %s") % ", ".join(sorted(unknown))]}
+            )
+        services.room_invite(actor=Actor.from_request(request), room=room, agents=agents)
+        return Response(RoomSerializer(room).data)
+
+    @extend_schema(
+        request=JoinSerializer,
+        responses={200: JoinAnswer, 202: None, 403: None, 404: None, 503: None},
+    )
+    @action(detail=True, methods=["post"])
+    def join(self, request, slug=None):
+        """Join: the room's node and a LiveKit token for it. The room is placed on a
+        node first if it is not live; if placing takes longer than JOIN_WAIT_SECONDS,
+        answers 202 with the URL to call again."""
+        if getattr(request.user, "api_token", None) is not None:
+            raise PermissionDenied("Only agents join meetings.")
+        room = get_object_or_404(Room, slug=slug, deleted_at__isnull=True)
+        if not services.can_join(request.user, room):
+            raise PermissionDenied(_("You are not invited to this meeting."))
+        data = JoinSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        allocation = self._live(room)
+        if allocation is not None and not allocation.node.is_up:
+            # Its node died and failover has not reached this room yet: move it now.
+            services.room_replace(allocation_id=allocation.pk, reason=Allocation.Reason.NODE_DOWN)
+            allocation = self._live(room)
+        if allocation is None:
+            outcome = self._place(room, data.validated_data.get("region"))
+            if outcome.get("error") == "no_node":
+                return Response({"detail": outcome["detail"]}, status=503)
+            allocation = self._live(room)
+        if allocation is None:
+            poll = request.build_absolute_uri()
+            return Response(
+                {"detail": _("The meeting is being prepared; call again."), "poll": poll},
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Retry-After": "1"},
+            )
+        join = services.join_token(agent=request.user, room=room, allocation=allocation)
+        return Response(
+            {
+                "room": room.slug,
+                "node_url": join.node_url,
+                "token": join.token,
+                "expires_at": join.expires_at,
+            }
+        )
+
+    @staticmethod
+    def _live(room):
+        return (
+            Allocation.objects.filter(room=room, closed_at__isnull=True)
+            .select_related("node")
+            .first()
+        )
+
+    @staticmethod
+    def _place(room, region) -> dict:
+        result = room_allocate_task.apply_async((str(room.pk), region))
+        try:
+            return result.get(timeout=settings.JOIN_WAIT_SECONDS, propagate=False) or {}
+        except CeleryTimeout:
+            return {}
+
+
+router = SimpleRouter()
+router.register("rooms", RoomViewSet, basename="room")
+urlpatterns = router.urls

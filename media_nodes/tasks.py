@@ -101,5 +101,3 @@ def media_node_reconcile_all() -> dict:
         except NodeError as exc:
             report[node.name] = {"error": str(exc)}
     return report
-
-

@@ -20,6 +20,7 @@ def ministry_list(*, user) -> QuerySet[Ministry]:
     ministries = Ministry.objects.prefetch_related(
         Prefetch("domains", queryset=MinistryDomain.objects.order_by("domain")),
         Prefetch("sirets", queryset=MinistrySiret.objects.order_by("siret")),
+        "milestones",
     )
     readable = access.readable_ministries
     if readable is None:

@@ -221,6 +221,7 @@ class AgentImportJobSerializer(serializers.ModelSerializer):
             "deactivate_missing",
             "state",
             "rows_total",
+            "rows_done",
             "counts",
             "has_errors",
             "failure",

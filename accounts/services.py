@@ -107,6 +107,15 @@ def _check_owned_elsewhere(ministry: Ministry | None, domains, sirets) -> None:
         raise ValidationError(errors)
 
 
+def ministry_identifiers_check(*, domains, sirets) -> tuple[list[str], list[str]]:
+    """Domains and SIRETs of a ministry to be, normalised and checked (valid, listed once,
+    owned by no other ministry): what a form asks before onboarding."""
+    domains = _normalise_list(domains, "domains", validate_email_domain)
+    sirets = _normalise_list(sirets, "sirets", validate_siret)
+    _check_owned_elsewhere(None, domains, sirets)
+    return domains, sirets
+
+
 def _set_identifiers(
     ministry: Ministry, domains: list[str] | None, sirets: list[str] | None
 ) -> None:
@@ -149,7 +158,7 @@ MINISTRY_FIELDS = (
 RESIDENCY_TAG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
-def _clean_residency_tags(tags) -> list[str]:
+def residency_tags_clean(tags) -> list[str]:
     """Residency tags are lower-case slugs, each listed once."""
     if not isinstance(tags, list | tuple):
         raise ValidationError({"residency_tags": _("A list of tags is expected.")})
@@ -302,7 +311,7 @@ def ministry_create(
     if unknown:
         raise ValueError(f"unknown ministry fields: {sorted(unknown)}")
     if "residency_tags" in fields:
-        fields["residency_tags"] = _clean_residency_tags(fields["residency_tags"])
+        fields["residency_tags"] = residency_tags_clean(fields["residency_tags"])
     milestones = rollout_goal_clean(
         target_agents=fields.get("rollout_target_agents"),
         target_date=fields.get("rollout_target_date"),
@@ -354,7 +363,7 @@ def ministry_update(
     if "state" in fields:
         _check_state_move(ministry.state, fields["state"])
     if "residency_tags" in fields:
-        fields["residency_tags"] = _clean_residency_tags(fields["residency_tags"])
+        fields["residency_tags"] = residency_tags_clean(fields["residency_tags"])
     changes: dict = {}
     for name, value in fields.items():
         if name not in MINISTRY_FIELDS:

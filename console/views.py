@@ -274,8 +274,9 @@ def ministry_detail(request, code):
     access = access_for(request.user)
     moves = []
     if access.operator:
+        labels = RESUME_LABELS if ministry.state == Ministry.State.SUSPENDED else STATE_MOVE_LABELS
         moves = [
-            (state, STATE_MOVE_LABELS[state])
+            (state, labels[state])
             for state in Ministry.State.values
             if state in services.STATE_MOVES.get(ministry.state, set())
         ]
@@ -299,6 +300,12 @@ STATE_MOVE_LABELS = {
     "rolling_out": gettext_lazy("Start rolling out"),
     "generalised": gettext_lazy("Mark as generalised"),
     "suspended": gettext_lazy("Suspend (blocks every login)"),
+}
+# A suspended ministry resumes at the rollout stage the operator picks.
+RESUME_LABELS = {
+    "pilot": gettext_lazy("Resume as a pilot"),
+    "rolling_out": gettext_lazy("Resume as rolling out"),
+    "generalised": gettext_lazy("Resume as generalised"),
 }
 
 

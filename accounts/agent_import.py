@@ -199,16 +199,32 @@ def _check_row(values: dict, domains: set[str]) -> tuple[str, str] | None:
     return None
 
 
+def _planned_action(agent: Agent | None, values: dict) -> str:
+    """create, update or unchanged: what a valid row does to the agent it names."""
+    if agent is None:
+        return "create"
+    changes = {k: v for k, v in values.items() if k != "email" and getattr(agent, k) != v}
+    return "update" if changes or not agent.is_active else "unchanged"
+
+
 def agent_import_plan(
     *,
     ministry: Ministry,
     raw: bytes,
     delimiter: str | None = None,
     deactivate_missing: bool = False,
+    progress: Callable[[list[RowOutcome], int], None] | None = None,
 ) -> ImportPlan:
-    """Read the file and say what applying it would do (nothing is written)."""
+    """Read the file and say what applying it would do (nothing is written).
+
+    ``progress``, if given, is told of the outcomes as they are decided, with the
+    number of rows known so far.
+    """
     text, encoding = decode(raw)
     rows, delimiter, outcomes = parse(text, delimiter)
+    known_rows = len(rows) + len(outcomes)
+    if progress:
+        progress(list(outcomes), known_rows)
     domains = set(ministry.domains.values_list("domain", flat=True))
     emails = [v.get("email", "").lower() for _line, v in rows]
     listed = set(emails)
@@ -238,29 +254,26 @@ def agent_import_plan(
         if problem is None and agent is not None and agent.ministry_id != ministry.pk:
             problem = ("email", _("This agent belongs to another ministry."))
         if problem is not None:
-            outcomes.append(RowOutcome(line, "error", email, values, *problem))
-            continue
-        seen[email] = line
-        if external_id:
-            seen_ids[external_id] = line
-        if agent is None:
-            outcomes.append(RowOutcome(line, "create", email, values))
-            continue
-        changes = {k: v for k, v in values.items() if k != "email" and getattr(agent, k) != v}
-        if changes or not agent.is_active:
-            outcomes.append(RowOutcome(line, "update", email, values))
+            outcome = RowOutcome(line, "error", email, values, *problem)
         else:
-            outcomes.append(RowOutcome(line, "unchanged", email, values))
+            seen[email] = line
+            if external_id:
+                seen_ids[external_id] = line
+            outcome = RowOutcome(line, _planned_action(agent, values), email, values)
+        outcomes.append(outcome)
+        if progress:
+            progress([outcome], known_rows)
     if deactivate_missing:
         active = Agent.objects.filter(ministry=ministry, is_active=True).values_list(
             "email", flat=True
         )
-        outcomes.extend(
-            # Agents listed in the file, even on a row in error, are never deactivated.
-            RowOutcome(0, "deactivate", email)
-            for email in active.iterator()
-            if email not in listed
-        )
+        # Agents listed in the file, even on a row in error, are never deactivated.
+        leavers = [
+            RowOutcome(0, "deactivate", email) for email in active.iterator() if email not in listed
+        ]
+        outcomes.extend(leavers)
+        if progress:
+            progress(leavers, known_rows + len(leavers))
     outcomes.sort(key=lambda r: (r.line == 0, r.line))
     return ImportPlan(ministry=ministry, rows=outcomes, delimiter=delimiter, encoding=encoding)
 

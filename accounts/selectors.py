@@ -20,6 +20,7 @@ def ministry_list(*, user) -> QuerySet[Ministry]:
     ministries = Ministry.objects.prefetch_related(
         Prefetch("domains", queryset=MinistryDomain.objects.order_by("domain")),
         Prefetch("sirets", queryset=MinistrySiret.objects.order_by("siret")),
+        "milestones",
     )
     readable = access.readable_ministries
     if readable is None:
@@ -108,3 +109,36 @@ def ministry_checklist(*, ministry: Ministry) -> list[tuple[str, bool]]:
         # Meetings arrive with the media-node issue; until then this step stays open.
         (_("First meeting held"), False),
     ]
+
+
+# "Active" for the rollout: logged in within this many days.
+ROLLOUT_ACTIVE_DAYS = 30
+
+
+def ministry_rollout_progress(*, ministry: Ministry) -> dict:
+    """Where a ministry stands against its rollout goal: agents active in the last 30
+    days, the goal, the share reached, and each milestone reached or not."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(days=ROLLOUT_ACTIVE_DAYS)
+    active = ministry.agents.filter(is_active=True, last_login__gte=since).count()
+    target = ministry.rollout_target_agents
+    milestones = [
+        {
+            "due_on": m.due_on,
+            "target_agents": m.target_agents,
+            "label": m.label,
+            "reached": active >= m.target_agents,
+            "late": active < m.target_agents and m.due_on < timezone.localdate(),
+        }
+        for m in ministry.milestones.all()
+    ]
+    return {
+        "active": active,
+        "target": target,
+        "target_date": ministry.rollout_target_date,
+        "percent": min(100, round(100 * active / target)) if target else None,
+        "milestones": milestones,
+    }

@@ -12,4 +12,8 @@ urlpatterns = [
     path("deconnexion/", logout_view, name="logout"),
     path("imports/", views.imports, name="imports"),
     path("imports/<uuid:pk>/", views.import_detail, name="import"),
+    path("ministeres/nouveau/", views.onboarding, name="onboarding-start"),
+    path("ministeres/nouveau/<int:step>/", views.onboarding, name="onboarding"),
+    path("ministeres/<slug:code>/", views.ministry_detail, name="ministry"),
+    path("ministeres/<slug:code>/etat/", views.ministry_state, name="ministry-state"),
 ]

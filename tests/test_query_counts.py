@@ -15,8 +15,8 @@ SESSION_AND_ACCESS = 3
 @pytest.mark.parametrize(
     ("path", "own_queries"),
     [
-        # count, page of ministries, their domains, their SIRETs
-        ("/api/v1/ministries/", 4),
+        # count, page of ministries, their domains, their SIRETs, their milestones
+        ("/api/v1/ministries/", 5),
         # count, page of agents joined to their ministry
         ("/api/v1/agents/", 2),
         # count, page of grants joined to agent and ministry

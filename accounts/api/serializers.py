@@ -11,6 +11,7 @@ from accounts.models import (
     Ministry,
     Role,
     RoleGrant,
+    RolloutMilestone,
 )
 from controlplane.api import ScopedChoicesMixin
 
@@ -30,8 +31,16 @@ class IdentifierListField(serializers.ListField):
         return [getattr(item, self.attribute) for item in data.all()]
 
 
+class RolloutMilestoneSerializer(serializers.ModelSerializer):
+    """A step towards the rollout goal: so many active agents by a date."""
+
+    class Meta:
+        model = RolloutMilestone
+        fields = ["due_on", "target_agents", "label"]
+
+
 class MinistrySerializer(serializers.ModelSerializer):
-    """A ministry with its email domains and SIRETs."""
+    """A ministry with its email domains, SIRETs, rollout goal and milestones."""
 
     domains = IdentifierListField(
         attribute="domain", child=serializers.CharField(max_length=253), required=False
@@ -40,8 +49,10 @@ class MinistrySerializer(serializers.ModelSerializer):
         attribute="siret", child=serializers.CharField(max_length=14), required=False
     )
     residency_tags = serializers.ListField(
-        child=serializers.SlugField(max_length=50), required=False
+        child=serializers.CharField(max_length=50), required=False
     )
+    rollout_target_agents = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    milestones = RolloutMilestoneSerializer(many=True, required=False)
     abilities = serializers.SerializerMethodField()
 
     class Meta:
@@ -57,6 +68,9 @@ class MinistrySerializer(serializers.ModelSerializer):
             "retention_days",
             "domains",
             "sirets",
+            "rollout_target_agents",
+            "rollout_target_date",
+            "milestones",
             "created_at",
             "updated_at",
             "abilities",
@@ -207,6 +221,7 @@ class AgentImportJobSerializer(serializers.ModelSerializer):
             "deactivate_missing",
             "state",
             "rows_total",
+            "rows_done",
             "counts",
             "has_errors",
             "failure",

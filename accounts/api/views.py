@@ -7,6 +7,7 @@ a serializer and hands the write to one service.
 import django_filters
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -193,6 +194,18 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(ApiTokenSerializer(token).data)
 
 
+# Room for the form's other fields and the multipart boundaries around the file.
+UPLOAD_FORM_OVERHEAD = 64 * 1024
+
+
+def _file_too_large(size: int) -> Response:
+    message = _("The file is %(size)d MB; the limit is %(max)d MB.") % {
+        "size": size // 1_000_000,
+        "max": settings.AGENT_IMPORT_MAX_BYTES // 1_000_000,
+    }
+    return Response({"file": [message]}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+
+
 class AgentImportJobViewSet(viewsets.ReadOnlyModelViewSet):
     """CSV imports: upload (a preview, or applied), follow their state, fetch rows in error."""
 
@@ -207,21 +220,17 @@ class AgentImportJobViewSet(viewsets.ReadOnlyModelViewSet):
         responses={202: AgentImportJobSerializer},
     )
     def create(self, request):
+        # A body announced far over the limit is refused before a byte of it is read.
+        announced = int(request.META.get("CONTENT_LENGTH") or 0)
+        if announced > settings.AGENT_IMPORT_MAX_BYTES + UPLOAD_FORM_OVERHEAD:
+            return _file_too_large(announced)
         data = AgentImportJobCreateSerializer(
             data=request.data, ministries=selectors.ministry_administrable(user=request.user)
         )
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         if upload.size > settings.AGENT_IMPORT_MAX_BYTES:
-            return Response(
-                {
-                    "file": [
-                        f"The file is {upload.size // 1_000_000} MB; the limit "
-                        f"is {settings.AGENT_IMPORT_MAX_BYTES // 1_000_000} MB."
-                    ]
-                },
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+            return _file_too_large(upload.size)
         job = services.agent_import_job_create(
             actor=Actor.from_request(request),
             ministry=data.validated_data["ministry"],

@@ -76,6 +76,8 @@ class RoomViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Room.objects.none()
         return selectors.room_list(user=self.request.user)
 
     def perform_create(self, serializer):

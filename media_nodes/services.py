@@ -56,6 +56,14 @@ def node_add(
     _require_operator(actor)
     if MediaNode.objects.filter(name=name).exists():
         raise ValidationError({"name": _("A node with this name already exists.")})
+    if len(api_secret or "") < 32:
+        raise ValidationError(
+            {
+                "api_secret": _(
+                    "The API secret must be at least 32 characters long (as LiveKit requires)."
+                )
+            }
+        )
     if capacity < 1:
         raise ValidationError({"capacity": _("The capacity must be at least 1 participant.")})
     node = MediaNode(

@@ -31,7 +31,7 @@ def make_node(name, *, capacity=100, region="paris", tags=(), reserved=0, observ
         observed_participants=observed,
         **extra,
     )
-    node.api_secret = "secret-" + name
+    node.api_secret = f"secret-{name}-".ljust(40, "x")
     node.save()
     return node
 

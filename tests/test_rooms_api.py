@@ -50,7 +50,7 @@ def test_join_gives_a_token_the_sdk_accepts(world):
     assert claims.video.room == room["slug"] and claims.video.room_join
     assert claims.video.room_admin  # the owner hosts
     with pytest.raises(Exception):
-        lk.TokenVerifier(node.api_key, "another-secret").verify(body["token"])
+        lk.TokenVerifier(node.api_key, "another-secret".ljust(40, "y")).verify(body["token"])
     colleague = join(world.admin_a, room["slug"]).json()
     colleague_claims = lk.TokenVerifier(node.api_key, node.api_secret).verify(colleague["token"])
     assert not colleague_claims.video.room_admin
@@ -124,13 +124,20 @@ def test_media_nodes_api_is_for_operators_and_never_shows_secrets(world):
             "name": "ghost",
             "url": "http://127.0.0.1:9/",
             "api_key": "k",
-            "api_secret": "s3cr3t-value",
+            "api_secret": "s3cr3t-value".ljust(40, "z"),
             "region": "paris",
             "capacity": 100,
         },
         format="json",
     )
     assert unreachable.status_code == 400
+    assert "url" in unreachable.json()
+    short = client_as(world.operator).post(
+        "/api/v1/media-nodes/",
+        {"name": "weak", "url": "http://127.0.0.1:9/", "api_key": "k", "api_secret": "short"},
+        format="json",
+    )
+    assert short.status_code == 400
     assert "s3cr3t-value" not in unreachable.content.decode()
     assert not MediaNode.objects.filter(name="ghost").exists()
 

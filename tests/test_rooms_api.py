@@ -134,10 +134,17 @@ def test_media_nodes_api_is_for_operators_and_never_shows_secrets(world):
     assert "url" in unreachable.json()
     short = client_as(world.operator).post(
         "/api/v1/media-nodes/",
-        {"name": "weak", "url": "http://127.0.0.1:9/", "api_key": "k", "api_secret": "short"},
+        {
+            "name": "weak",
+            "url": "http://127.0.0.1:9/",
+            "api_key": "k",
+            "api_secret": "short",
+            "region": "paris",
+            "capacity": 10,
+        },
         format="json",
     )
-    assert short.status_code == 400
+    assert short.status_code == 400 and "api_secret" in short.json()
     assert "s3cr3t-value" not in unreachable.content.decode()
     assert not MediaNode.objects.filter(name="ghost").exists()
 

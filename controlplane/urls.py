@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane import health
+from rooms import webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:home", permanent=False)),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("media_nodes.api")),
     path("api/v1/", include("rooms.api")),
     path("oidc/", include("accounts.oidc.urls")),
+    path("hooks/livekit/", webhooks.livekit_webhook, name="livekit-webhook"),
     path("scim/v2/", include("scim.urls")),
     path("console/", include("console.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

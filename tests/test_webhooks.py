@@ -1,0 +1,485 @@
+"""LiveKit webhooks: signed events become meeting and participant sessions, observed
+load and released allocations; replays count once; anything unsigned writes nothing.
+
+Bodies and signatures are built here with the SDK's own types, as a node builds them:
+the event as protobuf JSON, and a JWT from the node's key and secret whose
+``sha256`` claim is the body's digest.
+"""
+
+import base64
+import hashlib
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from google.protobuf.json_format import MessageToJson
+from livekit import api
+from livekit.protocol import models as lk_models
+from livekit.protocol.webhook import WebhookEvent
+
+from audit.actor import Actor
+from media_nodes.models import Allocation, MediaNode
+from rooms.models import MeetingSession, ParticipantSession, WebhookReceipt
+from rooms.services import room_allocate, room_create
+from tests.conftest import requires_postgres
+
+URL = "/hooks/livekit/"
+
+
+# -- Helpers ------------------------------------------------------------------------------
+
+
+def make_node(name, *, api_key=None, secret=None, capacity=100):
+    node = MediaNode(
+        name=name,
+        url=f"http://127.0.0.1:1/{name}",
+        api_key=api_key or f"key-{name}",
+        region="paris",
+        capacity=capacity,
+    )
+    node.api_secret = secret or f"secret-{name}-" + "0123456789abcdef" * 2
+    node.save()
+    return node
+
+
+def make_event(
+    kind,
+    *,
+    room_name="abc-defg-hij",
+    room_sid="RM_one",
+    identity=None,
+    participant_sid=None,
+    event_id=None,
+    at=None,
+):
+    at = int(at if at is not None else time.time())
+    event = WebhookEvent(
+        event=kind,
+        id=event_id or f"EV_{uuid.uuid4().hex[:12]}",
+        created_at=at,
+        room=lk_models.Room(sid=room_sid, name=room_name, creation_time=at),
+    )
+    if identity is not None:
+        event.participant.CopyFrom(
+            lk_models.ParticipantInfo(
+                sid=participant_sid or f"PA_{identity}",
+                identity=identity,
+                joined_at=at,
+                state=lk_models.ParticipantInfo.ACTIVE,
+            )
+        )
+    return event
+
+
+def sign(body: str, *, key: str, secret: str, ttl=None) -> str:
+    """The Authorization header a node sends: a JWT carrying the body's SHA-256."""
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    token = api.AccessToken(key, secret).with_sha256(digest)
+    if ttl is not None:
+        token = token.with_ttl(ttl)
+    return token.to_jwt()
+
+
+def signed(event, node):
+    body = MessageToJson(event)
+    return body, sign(body, key=node.api_key, secret=node.api_secret)
+
+
+def post(body, auth=None, client=None):
+    extra = {"HTTP_AUTHORIZATION": auth} if auth is not None else {}
+    return (client or Client()).post(URL, data=body, content_type="application/json", **extra)
+
+
+def deliver(event, node, client=None):
+    return post(*signed(event, node), client=client)
+
+
+def fresh(node):
+    return MediaNode.objects.get(pk=node.pk)
+
+
+def placed_room(agent, node, size=10):
+    """A room of ``agent``'s ministry with its live allocation on ``node``."""
+    room = room_create(actor=Actor(user=agent, label="t"), name="Réunion", expected_size=size)
+    allocation = room_allocate(room_id=room.pk)
+    assert allocation.node_id == node.pk
+    return room, allocation
+
+
+def nothing_written(node, observed=0):
+    return (
+        not WebhookReceipt.objects.exists()
+        and not MeetingSession.objects.exists()
+        and not ParticipantSession.objects.exists()
+        and fresh(node).observed_participants == observed
+    )
+
+
+# -- Valid events ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_meeting_lifecycle(world):
+    """A meeting's events open and close its sessions, move the node's observed load
+    and release the room's allocation when it finishes."""
+    node = make_node("n1")
+    room, allocation = placed_room(world.agent_a, node)
+    world.agent_b.sub = "sub-agent-b"
+    world.agent_b.save()
+    name = room.slug
+
+    assert deliver(make_event("room_started", room_name=name), node).json() == {
+        "status": "processed"
+    }
+    meeting = MeetingSession.objects.get()
+    assert (meeting.room, meeting.ministry, meeting.node, meeting.livekit_sid) == (
+        room,
+        world.a,
+        node,
+        "RM_one",
+    )
+    assert meeting.ended_at is None
+
+    # Before first login the identity is the agent's id; afterwards, their sub.
+    deliver(make_event("participant_joined", room_name=name, identity=str(world.agent_a.pk)), node)
+    deliver(make_event("participant_joined", room_name=name, identity="sub-agent-b"), node)
+    deliver(make_event("participant_joined", room_name=name, identity="guest"), node)
+    assert fresh(node).observed_participants == 3
+    sessions = {s.identity: s for s in ParticipantSession.objects.all()}
+    assert sessions[str(world.agent_a.pk)].agent == world.agent_a
+    assert sessions[str(world.agent_a.pk)].ministry == world.a
+    assert sessions["sub-agent-b"].agent == world.agent_b
+    assert sessions["sub-agent-b"].ministry == world.b
+    assert sessions["guest"].agent is None
+    meeting.refresh_from_db()
+    assert meeting.peak_participants == 3
+
+    left_at = int(time.time()) + 90
+    deliver(make_event("participant_left", room_name=name, identity="guest", at=left_at), node)
+    guest = ParticipantSession.objects.get(identity="guest")
+    assert guest.left_at is not None
+    assert 89 <= guest.duration_seconds <= 91
+    assert fresh(node).observed_participants == 2
+
+    deliver(make_event("room_finished", room_name=name, at=left_at + 10), node)
+    meeting.refresh_from_db()
+    assert meeting.ended_at is not None
+    assert meeting.peak_participants == 3
+    # Those still in are let go with the room.
+    assert not ParticipantSession.objects.filter(left_at__isnull=True).exists()
+    assert all(s.duration_seconds is not None for s in ParticipantSession.objects.all())
+    node = fresh(node)
+    assert node.observed_participants == 0
+    assert node.reserved_participants == 0
+    allocation.refresh_from_db()
+    assert allocation.closed_at is not None
+    assert allocation.close_reason == Allocation.Reason.FINISHED
+    assert WebhookReceipt.objects.count() == 6
+
+
+@pytest.mark.django_db
+def test_replay_counted_once(world):
+    """A retried delivery (same event id) answers 200 duplicate and changes nothing."""
+    node = make_node("n1")
+    body, auth = signed(make_event("participant_joined", identity="someone"), node)
+
+    assert post(body, auth).json() == {"status": "processed"}
+    assert post(body, auth).json() == {"status": "duplicate"}
+    assert post(body, sign(body, key=node.api_key, secret=node.api_secret)).status_code == 200
+
+    assert fresh(node).observed_participants == 1
+    assert ParticipantSession.objects.count() == 1
+    receipt = WebhookReceipt.objects.get()
+    assert (receipt.node, receipt.event_type) == (node, "participant_joined")
+
+
+@pytest.mark.django_db
+def test_room_finished_replay_releases_once(world):
+    """A replayed room_finished does not touch the room's next allocation."""
+    node = make_node("n1")
+    room, first = placed_room(world.agent_a, node)
+    body, auth = signed(make_event("room_finished", room_name=room.slug), node)
+    assert post(body, auth).json() == {"status": "processed"}
+    second = room_allocate(room_id=room.pk)
+    assert second.pk != first.pk
+
+    assert post(body, auth).json() == {"status": "duplicate"}
+    second.refresh_from_db()
+    assert second.closed_at is None
+    assert fresh(node).reserved_participants == room.expected_size
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_counted_once(world):
+    """Eight simultaneous deliveries of one event: one applies it, seven see a duplicate."""
+    node = make_node("n1")
+    body, auth = signed(make_event("participant_joined", identity="racer"), node)
+    barrier = threading.Barrier(8)
+    answers = []
+
+    def deliver_once():
+        try:
+            client = Client()
+            barrier.wait()
+            response = post(body, auth, client=client)
+            answers.append((response.status_code, response.json()["status"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver_once) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answers) == [(200, "duplicate")] * 7 + [(200, "processed")]
+    assert WebhookReceipt.objects.count() == 1
+    assert ParticipantSession.objects.count() == 1
+    assert fresh(node).observed_participants == 1
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_joins_of_one_meeting(world):
+    """Distinct participants joining at once: one meeting session, every join counted."""
+    node = make_node("n1")
+    bodies = [signed(make_event("participant_joined", identity=f"p{i}"), node) for i in range(8)]
+    barrier = threading.Barrier(len(bodies))
+    statuses = []
+
+    def deliver_once(body, auth):
+        try:
+            client = Client()
+            barrier.wait()
+            statuses.append(post(body, auth, client=client).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver_once, args=pair) for pair in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 8
+    meeting = MeetingSession.objects.get()
+    assert meeting.participants.count() == 8
+    assert meeting.peak_participants == 8
+    assert fresh(node).observed_participants == 8
+
+
+@pytest.mark.django_db
+def test_out_of_order_events(world):
+    """A join before room_started opens the meeting; a leave before its join records
+    the stay and does not move the load."""
+    node = make_node("n1")
+    now = int(time.time())
+    deliver(make_event("participant_joined", identity="early", at=now), node)
+    meeting = MeetingSession.objects.get()
+    assert fresh(node).observed_participants == 1
+
+    deliver(make_event("room_started", at=now - 5), node)
+    assert MeetingSession.objects.count() == 1
+    meeting.refresh_from_db()
+    assert meeting.started_at.timestamp() == now - 5
+
+    deliver(make_event("participant_left", identity="late", at=now + 60), node)
+    deliver(make_event("participant_joined", identity="late", at=now), node)
+    late = ParticipantSession.objects.get(identity="late")
+    assert late.left_at is not None
+    assert fresh(node).observed_participants == 1
+    assert ParticipantSession.objects.filter(left_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_unknown_room_recorded_by_name(world):
+    """A room the control plane does not know is still recorded, by its name."""
+    node = make_node("n1")
+    deliver(make_event("room_started", room_name="not-ours"), node)
+    meeting = MeetingSession.objects.get()
+    assert (meeting.room, meeting.ministry, meeting.room_name) == (None, None, "not-ours")
+    assert deliver(make_event("room_finished", room_name="not-ours"), node).status_code == 200
+
+
+@pytest.mark.django_db
+def test_observed_load_never_negative(world):
+    """Leaves the node reports for joins it never reported do not take the load below 0."""
+    node = make_node("n1")
+    deliver(make_event("participant_joined", identity="x"), node)
+    MediaNode.objects.filter(pk=node.pk).update(observed_participants=0)  # reconciled
+    deliver(make_event("participant_left", identity="x"), node)
+    assert fresh(node).observed_participants == 0
+
+
+@pytest.mark.django_db
+def test_unknown_event_ignored(world):
+    """Events the control plane does not use answer 200 and write nothing."""
+    node = make_node("n1")
+    response = deliver(make_event("track_published", identity="x"), node)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ignored"}
+    assert nothing_written(node)
+
+
+@pytest.mark.django_db
+def test_nodes_sharing_a_key(world):
+    """Nodes sharing an API key are told apart by their secrets."""
+    first = make_node("n1", api_key="shared")
+    second = make_node("n2", api_key="shared")
+    assert deliver(make_event("participant_joined", identity="x"), second).status_code == 200
+    assert fresh(first).observed_participants == 0
+    assert fresh(second).observed_participants == 1
+    assert WebhookReceipt.objects.get().node == second
+
+
+# -- Allocations --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_room_finished_elsewhere_keeps_allocation(world):
+    """room_finished from a node that does not host the room releases nothing."""
+    host = make_node("host")
+    room, allocation = placed_room(world.agent_a, host)
+    other = make_node("other")
+
+    assert deliver(make_event("room_finished", room_name=room.slug), other).status_code == 200
+    allocation.refresh_from_db()
+    assert allocation.closed_at is None
+    assert fresh(host).reserved_participants == room.expected_size
+
+
+@pytest.mark.django_db
+def test_late_room_finished_keeps_newer_allocation(world):
+    """A room_finished delivered long after the meeting ended does not close the
+    room's newer placement on the same node."""
+    node = make_node("n1")
+    room, allocation = placed_room(world.agent_a, node)
+    long_ago = int(time.time()) - 3600
+    deliver(make_event("room_finished", room_name=room.slug, at=long_ago), node)
+    allocation.refresh_from_db()
+    assert allocation.closed_at is None
+
+
+# -- Refusals -----------------------------------------------------------------------------
+
+
+REFUSALS = {
+    "body changed after signing": lambda node, other, body: (
+        body.replace("someone", "intruder"),
+        sign(body, key=node.api_key, secret=node.api_secret),
+    ),
+    "another node's secret": lambda node, other, body: (
+        body,
+        sign(body, key=node.api_key, secret=other.api_secret),
+    ),
+    "unknown key": lambda node, other, body: (
+        body,
+        sign(body, key="nobody", secret=node.api_secret),
+    ),
+    "missing header": lambda node, other, body: (body, None),
+    "empty header": lambda node, other, body: (body, ""),
+    "not a token": lambda node, other, body: (body, "Bearer not-a-jwt"),
+    "expired token": lambda node, other, body: (
+        body,
+        sign(body, key=node.api_key, secret=node.api_secret, ttl=timedelta(minutes=-5)),
+    ),
+    "no digest claim": lambda node, other, body: (
+        body,
+        api.AccessToken(node.api_key, node.api_secret).to_jwt(),
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_with_401_and_nothing_written(world, case):
+    """Deliveries whose signature does not hold are refused with 401 and write nothing."""
+    node = make_node("n1")
+    other = make_node("n2")
+    body = MessageToJson(make_event("participant_joined", identity="someone"))
+    body, auth = REFUSALS[case](node, other, body)
+
+    response = post(body, auth)
+
+    assert response.status_code == 401
+    assert set(response.json()) == {"error"}
+    assert nothing_written(node)
+    assert fresh(other).observed_participants == 0
+
+
+@pytest.mark.django_db
+def test_signed_garbage_is_400(world):
+    """A correctly signed body that is not a LiveKit event is a 400, with nothing written."""
+    node = make_node("n1")
+    for body in ["{not json", '{"event": "room_started", "id": 5}', "{}"]:
+        response = post(body, sign(body, key=node.api_key, secret=node.api_secret))
+        assert response.status_code == 400, body
+    event = make_event("participant_joined", identity="x")
+    event.room.sid = ""
+    assert deliver(event, node).status_code == 400
+    assert nothing_written(node)
+
+
+@pytest.mark.django_db
+def test_get_not_allowed(client):
+    """Only POST is accepted."""
+    response = client.get(URL)
+    assert response.status_code == 405
+
+
+@pytest.mark.django_db
+def test_oversize_body_refused(world):
+    """A body over the limit is refused with 413 before anything else."""
+    node = make_node("n1")
+    event = make_event("room_started")
+    event.room.metadata = "x" * (70 * 1024)
+    response = deliver(event, node)
+    assert response.status_code == 413
+    assert nothing_written(node)
+
+
+# -- End to end with the node simulator -------------------------------------------------
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_simulated_node_end_to_end(world, live_server):
+    """A simulated LiveKit node's own signed webhooks, replay included, drive a meeting
+    from start to release through the live server."""
+    livekit_sim = pytest.importorskip("devtools.livekit_sim")
+    node = make_node("sim")
+    room, allocation = placed_room(world.agent_a, node)
+    with livekit_sim.SimulatedNode(
+        node.api_key, node.api_secret, name="sim", webhook_url=live_server.url + URL
+    ) as sim:
+        sim.join(room.slug, str(world.agent_a.pk))
+        sim.join(room.slug, "guest")
+        assert sim.flush()
+        assert fresh(node).observed_participants == 2
+
+        sim.replay_last_webhook()
+        assert sim.flush()
+        assert sim.sent_webhooks[-1].status == 200
+        assert fresh(node).observed_participants == 2
+        assert ParticipantSession.objects.count() == 2
+
+        sim.leave(room.slug, "guest")
+        sim.finish(room.slug)
+        assert sim.flush()
+
+    assert all(d.delivered for d in sim.sent_webhooks)
+    meeting = MeetingSession.objects.get()
+    assert (meeting.room, meeting.ministry, meeting.peak_participants) == (room, world.a, 2)
+    assert meeting.ended_at is not None
+    agent_session = ParticipantSession.objects.get(agent=world.agent_a)
+    assert agent_session.duration_seconds is not None
+    assert WebhookReceipt.objects.count() == 6  # started, 2 joined, 2 left, finished
+    node = fresh(node)
+    assert (node.observed_participants, node.reserved_participants) == (0, 0)
+    allocation.refresh_from_db()
+    assert allocation.close_reason == Allocation.Reason.FINISHED

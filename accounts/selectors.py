@@ -94,6 +94,7 @@ def ministry_checklist(*, ministry: Ministry) -> list[tuple[str, bool]]:
     from django.utils.translation import gettext as _
 
     from licensing.models import LicencePool
+    from rooms.models import MeetingSession
 
     has_agents = ministry.agents.filter(grants__isnull=True).exists()
     return [
@@ -106,8 +107,14 @@ def ministry_checklist(*, ministry: Ministry) -> list[tuple[str, bool]]:
         ),
         (_("Seats allocated"), LicencePool.objects.filter(ministry=ministry).exists()),
         (_("First agents imported"), has_agents),
-        # Meetings arrive with the media-node issue; until then this step stays open.
-        (_("First meeting held"), False),
+        # A meeting counts once a participant of it has left (a real meeting, not a
+        # room created and never used).
+        (
+            _("First meeting held"),
+            MeetingSession.objects.filter(
+                ministry=ministry, participants__left_at__isnull=False
+            ).exists(),
+        ),
     ]
 
 

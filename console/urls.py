@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import views
+from console import meetings, views
 
 app_name = "console"
 urlpatterns = [
@@ -16,4 +16,8 @@ urlpatterns = [
     path("ministeres/nouveau/<int:step>/", views.onboarding, name="onboarding"),
     path("ministeres/<slug:code>/", views.ministry_detail, name="ministry"),
     path("ministeres/<slug:code>/etat/", views.ministry_state, name="ministry-state"),
+    path("reunions/", meetings.rooms, name="rooms"),
+    path("reunions/<slug:slug>/", meetings.room, name="room"),
+    path("noeuds/", meetings.nodes, name="nodes"),
+    path("noeuds/<slug:name>/etat/", meetings.node_state, name="node-state"),
 ]

@@ -60,6 +60,10 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=5)
+# Celery's Django fixup closes the database connection around every task unless told
+# to reuse it: a new PostgreSQL session per task costs more than placing a room.
+# Connections are still closed every N tasks and whenever CONN_MAX_AGE expires.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # One queue per kind of work, so that placing a meeting never waits behind a report.
 CELERY_QUEUES = {
     "default": "Anything not routed elsewhere.",

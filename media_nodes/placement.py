@@ -110,3 +110,72 @@ def release(allocation: Allocation, reason: str) -> bool:
             )
         )
     return bool(closed)
+
+
+# One round trip on PostgreSQL: lock the room, find its live allocation or choose a
+# node (same rule as ``reserve``: region first, then fill after placement, SKIP
+# LOCKED), reserve on it and record the allocation. Returns no row when nothing was
+# found without waiting (no eligible node, or all of them locked): the caller then
+# takes the general path, which waits for locks and raises NoNodeAvailable.
+ALLOCATE_SQL = """
+WITH r AS (
+    SELECT r.id, r.expected_size AS size, COALESCE(m.residency_tags, '[]'::jsonb) AS tags
+    FROM rooms_room r JOIN accounts_ministry m ON m.id = r.ministry_id
+    WHERE r.id = %(room)s AND r.deleted_at IS NULL
+    FOR UPDATE OF r
+), live AS (
+    SELECT a.id, a.node_id FROM media_nodes_allocation a JOIN r ON a.room_id = r.id
+    WHERE a.closed_at IS NULL
+), pick AS (
+    SELECT n.id FROM media_nodes_medianode n, r
+    WHERE NOT EXISTS (SELECT 1 FROM live)
+      AND n.state = 'active' AND n.is_up
+      AND n.tags @> r.tags
+      AND GREATEST(n.reserved_participants, n.observed_participants) + r.size <= n.capacity
+      AND n.reserved_participants + r.size <= n.capacity
+      AND NOT (n.id = ANY(%(exclude)s::uuid[]))
+    ORDER BY (n.region = %(region)s) DESC,
+             (GREATEST(n.reserved_participants, n.observed_participants) + r.size)::float
+                 / n.capacity,
+             n.name
+    LIMIT 1
+    FOR UPDATE OF n SKIP LOCKED
+), upd AS (
+    UPDATE media_nodes_medianode n
+    SET reserved_participants = n.reserved_participants + r.size
+    FROM pick, r WHERE n.id = pick.id
+    RETURNING n.id
+), ins AS (
+    INSERT INTO media_nodes_allocation
+        (id, created_at, updated_at, room_id, node_id, reserved, close_reason)
+    SELECT gen_random_uuid(), now(), now(), r.id, upd.id, r.size, '' FROM upd, r
+    RETURNING id, node_id
+)
+SELECT 'placed', id, node_id FROM ins
+UNION ALL
+SELECT 'existing', id, node_id FROM live
+"""
+
+
+def allocate_in_one_statement(*, room_id, region: str | None, exclude=()):
+    """(outcome, allocation id, node id), or None when the general path must decide.
+    PostgreSQL only; a concurrent placement of the same room that this statement's
+    snapshot could not see ends in the unique index, and the caller retries."""
+    from django.db import IntegrityError, connection
+
+    if connection.vendor != "postgresql":
+        return None
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                ALLOCATE_SQL,
+                {
+                    "room": str(room_id),
+                    "region": region or "",
+                    "exclude": [str(e) for e in exclude],
+                },
+            )
+            row = cursor.fetchone()
+    except IntegrityError:
+        return None
+    return row

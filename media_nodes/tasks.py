@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import OperationalError, close_old_connections
 from django.db.utils import InterfaceError
 
-from media_nodes import services
+from media_nodes import metrics, services
 from media_nodes.driver import NodeError
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.placement import NoNodeAvailable
@@ -29,8 +29,14 @@ logger = logging.getLogger(__name__)
 def room_allocate_task(room_id: str, region: str | None = None) -> dict:
     """Place a room (or find its live allocation). The outcome is a value, not an
     exception, so that a full platform does not turn into retry storms."""
+    from media_nodes.placement import allocate_in_one_statement
     from rooms.services import room_allocate
 
+    row = allocate_in_one_statement(room_id=room_id, region=region)
+    if row is not None:
+        outcome, allocation_id, node_id = row
+        metrics.ALLOCATIONS.labels(outcome=outcome).inc()
+        return {"allocation": str(allocation_id), "node": str(node_id)}
     try:
         allocation = room_allocate(room_id=room_id, region=region)
     except NoNodeAvailable as exc:

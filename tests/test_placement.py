@@ -180,3 +180,29 @@ def test_concurrent_placements_spread_and_never_overbook(world):
         assert node.reserved_participants == per_node[node.name] * 10 <= node.capacity
     loads = [per_node[n.name] for n in nodes]
     assert max(loads) / (sum(loads) / len(loads)) <= 1.10, per_node
+
+
+@requires_postgres
+def test_one_statement_path_follows_the_same_rule(world):
+    from media_nodes.placement import allocate_in_one_statement
+
+    world.a.residency_tags = ["secnumcloud"]
+    world.a.save()
+    make_node("plain-paris", region="paris", tags=[])
+    lyon = make_node("qualified-lyon", region="lyon", tags=["secnumcloud"])
+    paris = make_node("qualified-paris", region="paris", tags=["secnumcloud"], reserved=50)
+    small = make_node("qualified-paris-small", region="paris", tags=["secnumcloud"], capacity=15)
+    room = make_room(world.agent_a, size=10)
+    outcome, allocation_id, node_id = allocate_in_one_statement(room_id=room.pk, region="paris")
+    # Tags first, then the region, then the fill after placement (small: 10/15 > 60/100).
+    assert (outcome, node_id) == ("placed", paris.pk)
+    assert allocate_in_one_statement(room_id=room.pk, region="paris")[:2] == (
+        "existing",
+        allocation_id,
+    )
+    other = make_room(world.agent_a, size=10)
+    assert allocate_in_one_statement(room_id=other.pk, region="lyon")[2] == lyon.pk
+    MediaNode.objects.filter(pk__in=[lyon.pk, paris.pk, small.pk]).update(is_up=False)
+    third = make_room(world.agent_a, size=10)
+    assert allocate_in_one_statement(room_id=third.pk, region="paris") is None
+    assert MediaNode.objects.get(pk=paris.pk).reserved_participants == 60

@@ -195,13 +195,20 @@ def probe_record(node_id, *, ok: bool, now=None, observed: int | None = None) ->
     return flipped
 
 
-def probe(node: MediaNode, now=None) -> str | None:
-    """Call the node (ListRooms, short timeout) and record the outcome."""
+def probe_call(node: MediaNode) -> int | None:
+    """Call the node (ListRooms, short timeout): its participants, or None if it failed.
+    No database access: probes of all nodes run in parallel threads."""
     try:
         rooms = driver_for(node).list_rooms()
     except NodeError:
-        return probe_record(node.pk, ok=False, now=now)
-    return probe_record(node.pk, ok=True, now=now, observed=sum(r.participants for r in rooms))
+        return None
+    return sum(r.participants for r in rooms)
+
+
+def probe(node: MediaNode, now=None) -> str | None:
+    """Probe one node and record the outcome."""
+    observed = probe_call(node)
+    return probe_record(node.pk, ok=observed is not None, now=now, observed=observed)
 
 
 # -- Moving rooms -----------------------------------------------------------------
@@ -284,6 +291,6 @@ def reconcile(node: MediaNode) -> dict:
                 node.name,
                 "known room" if name in known else "unknown room",
             )
-    observed = sum(r.participants for r in rooms.values())
+    observed = sum(r.participants for name, r in rooms.items() if name in live)
     MediaNode.objects.filter(pk=node.pk).update(observed_participants=observed)
     return {"closed": closed, "deleted": deleted, "observed": observed}

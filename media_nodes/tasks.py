@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError, close_old_connections
+from django.db import OperationalError
 from django.db.utils import InterfaceError
 
 from media_nodes import metrics, services
@@ -72,16 +72,12 @@ def media_node_probe_all() -> dict:
     if not nodes:
         return {}
 
-    def one(node):
-        try:
-            return node, services.probe(node)
-        finally:
-            close_old_connections()
-
     with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-        outcomes = list(pool.map(one, nodes))
+        observed = list(pool.map(services.probe_call, nodes))
     flips = {}
-    for node, flipped in outcomes:
+    for node, seen in zip(nodes, observed, strict=True):
+        flipped = services.probe_record(node.pk, ok=seen is not None, observed=seen)
+        node.refresh_from_db(fields=["is_up", "state", "drain_deadline"])
         if flipped:
             flips[node.name] = flipped
         if flipped == "down":

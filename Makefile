@@ -43,6 +43,10 @@ IDP_CLIENTS := [{"client_id":"visio-dev","client_secret":"$(IDP_SECRET)",\
 DEMO_OIDC := OIDC_OP_DISCOVERY_URL=http://127.0.0.1:$(IDP_PORT)/api/v2/.well-known/openid-configuration \
              OIDC_RP_CLIENT_ID=visio-dev OIDC_RP_CLIENT_SECRET=$(IDP_SECRET)
 
+# Simulated LiveKit nodes for the demo (devtools/livekit_sim.py, a dev tool).
+SIM_ARGS := --key devkey --secret demo-node-secret-not-for-production-0000 \
+            --webhook-url http://127.0.0.1:$(PORT)/hooks/livekit/
+
 run: $(STAMP) $(IDP_NODE) ## Migrate, seed the demo, start the identity provider and the app on http://127.0.0.1:8000/
 	mkdir -p var
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --verbosity 0
@@ -51,9 +55,15 @@ run: $(STAMP) $(IDP_NODE) ## Migrate, seed the demo, start the identity provider
 	@echo "  Console:  http://127.0.0.1:$(PORT)/console/   (ProConnect button, or pick a demo account)"
 	@echo "  Identity provider (dev tool): http://127.0.0.1:$(IDP_PORT)/api/v2"
 	@echo "  API docs: http://127.0.0.1:$(PORT)/api/v1/docs/"
+	@echo "  Simulated media nodes (dev tool): paris 7880-7881, lyon 7890-7891"
 	@echo ""
 	PORT=$(IDP_PORT) CLIENTS='$(IDP_CLIENTS)' $(IDP_NODE) deploy/dev-idp/server.mjs & \
-	idp=$$!; trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
+	idp=$$!; \
+	$(BIN)/python -m devtools.livekit_sim --nodes 2 --region paris --base-port 7880 $(SIM_ARGS) & \
+	paris=$$!; \
+	$(BIN)/python -m devtools.livekit_sim --nodes 2 --region lyon --base-port 7890 $(SIM_ARGS) & \
+	lyon=$$!; \
+	trap 'kill $$idp $$paris $$lyon 2>/dev/null' EXIT INT TERM; \
 	$(DEMO_ENV) $(DEMO_OIDC) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 lint: $(STAMP) ## ruff lint and format check, migrations up to date

@@ -15,6 +15,19 @@ from accounts import services
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from licensing.services import licence_pool_create
+from media_nodes import services as node_services
+from media_nodes.models import MediaNode
+
+# The demo's simulated media nodes (devtools/livekit_sim.py, started by `make run`):
+# two in Paris, qualified SecNumCloud, two in Lyon. Demo credentials only.
+DEMO_NODE_KEY = "devkey"
+DEMO_NODE_SECRET = "demo-node-secret-not-for-production-0000"
+DEMO_NODES = [
+    ("paris-1", "http://127.0.0.1:7880", "paris", ["secnumcloud"]),
+    ("paris-2", "http://127.0.0.1:7881", "paris", ["secnumcloud"]),
+    ("lyon-1", "http://127.0.0.1:7890", "lyon", []),
+    ("lyon-2", "http://127.0.0.1:7891", "lyon", []),
+]
 
 MINISTRIES = [
     {
@@ -162,9 +175,24 @@ class Command(BaseCommand):
                     services.role_grant_create(
                         actor=actor, agent=agent, role=role, ministry=ministry
                     )
+        for name, url, region, tags in DEMO_NODES:
+            if not MediaNode.objects.filter(name=name).exists():
+                # Not checked against the node: the demo may be seeded before they run.
+                node_services.node_add(
+                    actor=actor,
+                    name=name,
+                    url=url,
+                    api_key=DEMO_NODE_KEY,
+                    api_secret=DEMO_NODE_SECRET,
+                    region=region,
+                    capacity=500,
+                    tags=tags,
+                    check=False,
+                )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: {Ministry.objects.count()} ministries, "
+                f"{MediaNode.objects.count()} simulated media nodes, "
                 f"{Agent.objects.count()} accounts."
             )
         )

@@ -21,7 +21,7 @@ from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes import metrics
 from media_nodes.models import Allocation
-from media_nodes.placement import NoNodeAvailable, release, reserve
+from media_nodes.placement import NoNodeAvailable, allocate_in_one_statement, release, reserve
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -211,12 +211,18 @@ def room_replace(*, allocation_id, reason: str) -> bool:
     False when no node could take it (the room is placed again at its next join)."""
     with transaction.atomic():
         allocation = (
-            Allocation.objects.select_for_update().filter(pk=allocation_id, closed_at__isnull=True)
+            Allocation.objects.select_for_update(of=("self",))
+            .select_related("node")
+            .filter(pk=allocation_id, closed_at__isnull=True)
         ).first()
         if allocation is None:
             return True
         release(allocation, reason)
     metrics.ROOMS_MOVED.labels(reason=reason).inc()
+    if allocate_in_one_statement(
+        room_id=allocation.room_id, region=allocation.node.region, exclude=[allocation.node_id]
+    ):
+        return True
     try:
         room_allocate(room_id=allocation.room_id, exclude=[allocation.node_id])
     except (NoNodeAvailable, ValidationError):

@@ -253,10 +253,7 @@ def drain_step(node: MediaNode, now=None) -> str:
             )
         return "released"
     if node.drain_deadline and node.drain_deadline <= now:
-        move_rooms(
-            node.pk, reason=Allocation.Reason.DRAINED, limit=settings.MEDIA_NODE_REPLACE_BATCH
-        )
-        return "moving"
+        return "deadline"  # the caller moves the rooms, in batches on every worker
     return "waiting"
 
 

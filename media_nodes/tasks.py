@@ -56,12 +56,13 @@ def room_move_off_node(node_id: str, reason: str) -> dict:
     return {"moved": moved, "unplaced": unplaced}
 
 
-def failover(node_id) -> None:
-    """Start moving a dead node's rooms: one batch per allocation worker at once."""
+def failover(node_id, reason: str = Allocation.Reason.NODE_DOWN) -> None:
+    """Start moving a node's rooms (dead, or drained at its deadline): up to 8 batches
+    at once, each queueing the next until none is left."""
     live = Allocation.objects.filter(node_id=node_id, closed_at__isnull=True).count()
     batches = max(1, min(8, -(-live // settings.MEDIA_NODE_REPLACE_BATCH)))
     for _ in range(batches):
-        room_move_off_node.delay(str(node_id), Allocation.Reason.NODE_DOWN)
+        room_move_off_node.delay(str(node_id), reason)
 
 
 @shared_task(name="media_nodes.tasks.media_node_probe_all", soft_time_limit=30, time_limit=40)
@@ -88,8 +89,9 @@ def media_node_probe_all() -> dict:
             and Allocation.objects.filter(node=node, closed_at__isnull=True).exists()
         ):
             failover(node.pk)  # rooms still on a dead node (a batch failed earlier)
-        if node.state == MediaNode.State.DRAINING and node.is_up:
-            services.drain_step(node)
+        draining = node.state == MediaNode.State.DRAINING and node.is_up
+        if draining and services.drain_step(node) == "deadline":
+            failover(node.pk, reason=Allocation.Reason.DRAINED)
     return flips
 
 

@@ -68,9 +68,8 @@ def test_checklist_first_meeting_held_once_someone_left_a_meeting(world):
     from rooms.models import MeetingSession, ParticipantSession
 
     def held(ministry):
-        return dict((str(label), done) for label, done in ministry_checklist(ministry=ministry))[
-            "First meeting held"
-        ]
+        steps = {str(label): done for label, done in ministry_checklist(ministry=ministry)}
+        return steps["First meeting held"]
 
     assert not held(world.a)
     now = timezone.now()

@@ -2,6 +2,7 @@
 a killed node's rooms moving, a hung node detected, drains and reconciliation."""
 
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -162,8 +163,7 @@ def test_reconcile_mends_both_ways(sims, world):
     node = add(sims[0], "n0")
     rooms = rooms_on(node, world, 2)
     Allocation.objects.update(
-        created_at=Allocation.objects.first().created_at
-        - __import__("datetime").timedelta(minutes=5)
+        created_at=Allocation.objects.first().created_at - timedelta(minutes=5)
     )
     sims[0].join(rooms[0].slug, "someone")  # room 0 is really there; room 1 vanished
     sims[0].join("nobody-allocated-this", "intruder")

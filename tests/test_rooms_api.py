@@ -168,3 +168,18 @@ def test_cordon_drain_enable_and_remove_refused_while_live(world):
     assert operator.delete("/api/v1/media-nodes/n1/").status_code == 204
     assert not MediaNode.objects.filter(pk=node.pk).exists()
     assert client_as(world.admin_a).post("/api/v1/media-nodes/n1/cordon/").status_code in (403, 404)
+
+
+def test_join_answers_202_while_the_room_is_being_placed(world, monkeypatch):
+    from rooms.api import RoomViewSet
+
+    make_node("slow")
+    room = create_room(world.agent_a)
+    # The placement task has not answered within JOIN_WAIT_SECONDS.
+    monkeypatch.setattr(RoomViewSet, "_place", staticmethod(lambda room, region: {}))
+    pending = join(world.agent_a, room["slug"])
+    assert pending.status_code == 202
+    assert pending.json()["poll"].endswith(f"/api/v1/rooms/{room['slug']}/join/")
+    assert pending["Retry-After"] == "1"
+    monkeypatch.undo()
+    assert join(world.agent_a, room["slug"]).status_code == 200

@@ -153,6 +153,7 @@ INSTALLED_APPS = [
     "rooms",
     "console",
     "scim",
+    "usage",
 ]
 
 MIDDLEWARE = [

@@ -135,6 +135,10 @@ class ParticipantSession(BaseModel):
         related_name="participant_sessions",
     )
     identity = models.CharField(_("identity"), max_length=255)
+    # Snapshot of the agent's unit when they joined: usage by unit survives both later
+    # moves and the pseudonymisation of the session.
+    organizational_unit = models.CharField(_("organisational unit"), max_length=255, blank=True)
+    pseudonymised_at = models.DateTimeField(_("pseudonymised at"), null=True, blank=True)
     participant_sid = models.CharField(_("LiveKit participant id"), max_length=255)
     joined_at = models.DateTimeField(_("joined at"))
     left_at = models.DateTimeField(_("left at"), null=True, blank=True)

@@ -210,6 +210,7 @@ def _new_participant(meeting: MeetingSession, event: WebhookEvent) -> Participan
         meeting=meeting,
         agent=agent,
         ministry_id=agent.ministry_id if agent else None,
+        organizational_unit=agent.organizational_unit if agent else "",
         identity=participant.identity,
         participant_sid=participant.sid,
         joined_at=(

@@ -96,6 +96,10 @@ MEDIA_NODE_REPLACE_BATCH = env.int("MEDIA_NODE_REPLACE_BATCH", default=100)
 # Joining: how long a join waits for the allocation task before answering 202, and
 # how long the LiveKit access token it returns is valid.
 JOIN_WAIT_SECONDS = env.float("JOIN_WAIT_SECONDS", default=3.0)
+# Placement requests are coalesced: up to ALLOCATION_DRAINERS tasks at once each place
+# ALLOCATION_BATCH rooms per pop (see media_nodes/queueing.py).
+ALLOCATION_DRAINERS = env.int("ALLOCATION_DRAINERS", default=4)
+ALLOCATION_BATCH = env.int("ALLOCATION_BATCH", default=50)
 JOIN_TOKEN_TTL_SECONDS = env.int("JOIN_TOKEN_TTL_SECONDS", default=300)
 
 CELERY_BEAT_SCHEDULE = {

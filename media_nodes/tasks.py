@@ -44,6 +44,26 @@ def room_allocate_task(room_id: str, region: str | None = None) -> dict:
     return {"allocation": str(allocation.pk), "node": str(allocation.node_id)}
 
 
+def _place(room_id: str, region: str | None) -> str:
+    result = room_allocate_task.run(room_id, region)
+    if result.get("error") == "no_node":
+        return f"no_node:{result['detail']}"
+    return "placed"
+
+
+@shared_task(
+    name="media_nodes.tasks.room_allocate_drain",
+    soft_time_limit=120,
+    time_limit=150,
+    ignore_result=True,
+)
+def room_allocate_drain(slot: int) -> int:
+    """Place the rooms joins asked for, in batches (see ``media_nodes.queueing``)."""
+    from media_nodes import queueing
+
+    return queueing.drain(slot, _place)
+
+
 @shared_task(name="media_nodes.tasks.room_move_off_node", soft_time_limit=120, time_limit=150)
 def room_move_off_node(node_id: str, reason: str) -> dict:
     """Move a batch of a node's live rooms, then queue the next batch until none is

@@ -1,7 +1,8 @@
 """Rooms API: create, list, rename, delete, invite, and join (the node and a LiveKit
 access token for it)."""
 
-from celery.exceptions import TimeoutError as CeleryTimeout
+import time
+
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
@@ -14,8 +15,8 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.models import Agent
 from audit.actor import Actor
+from media_nodes import queueing
 from media_nodes.models import Allocation
-from media_nodes.tasks import room_allocate_task
 from rooms import selectors, services
 from rooms.models import Room
 
@@ -165,11 +166,22 @@ class RoomViewSet(
 
     @staticmethod
     def _place(room, region) -> dict:
-        result = room_allocate_task.apply_async((str(room.pk), region))
-        try:
-            return result.get(timeout=settings.JOIN_WAIT_SECONDS, propagate=False) or {}
-        except CeleryTimeout:
-            return {}
+        """Ask for the room to be placed and wait for the outcome (coalesced requests:
+        see media_nodes.queueing); {} when it takes longer than JOIN_WAIT_SECONDS."""
+        nonce = queueing.request(room.pk, region)
+        if isinstance(nonce, dict):  # placed inline (no broker: the demo)
+            return nonce
+        deadline = time.monotonic() + settings.JOIN_WAIT_SECONDS
+        pause = 0.005
+        while time.monotonic() < deadline:
+            outcome = queueing.outcome(nonce)
+            if outcome == "placed":
+                return {"placed": True}
+            if outcome and outcome.startswith("no_node:"):
+                return {"error": "no_node", "detail": outcome.removeprefix("no_node:")}
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.1)
+        return {}
 
 
 router = SimpleRouter()

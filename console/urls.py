@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import meetings, views
+from console import dashboards, meetings, views
 
 app_name = "console"
 urlpatterns = [
@@ -20,4 +20,6 @@ urlpatterns = [
     path("reunions/<slug:slug>/", meetings.room, name="room"),
     path("noeuds/", meetings.nodes, name="nodes"),
     path("noeuds/<slug:name>/etat/", meetings.node_state, name="node-state"),
+    path("tableau-de-bord/", dashboards.dashboard, name="dashboard"),
+    path("tableau-de-bord/<slug:code>/", dashboards.dashboard, name="dashboard-ministry"),
 ]

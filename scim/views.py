@@ -48,6 +48,7 @@ from scim2_models import (
     UniquenessException,
 )
 
+from accounts.api.authentication import ApiTokenPrincipal
 from accounts.models import Agent
 from audit.actor import Actor, client_ip
 from licensing.services import NoFreeSeat
@@ -242,17 +243,11 @@ def _authenticate(request):
     return token, Actor(user=principal, ip=client_ip(request), label=f"scim:{token.prefix}")
 
 
-class DirectoryPrincipal:
+class DirectoryPrincipal(ApiTokenPrincipal):
     """The directory behind a token: a ministry admin of its own ministry, nothing else."""
 
-    is_authenticated = True
-    is_anonymous = False
-    is_active = True
-    pk = None
-
     def __init__(self, token):
-        self.api_token = token
-        self.ministry_id = token.ministry_id
+        super().__init__(token)
         self.email = f"scim:{token.prefix}"
 
 

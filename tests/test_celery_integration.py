@@ -1,16 +1,10 @@
 """A real Celery worker, started by the test against the Redis on 127.0.0.1:6379,
 runs a task on the test database and its result is read back."""
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from celery.result import EagerResult
-from django.conf import settings
-from django.db import connection
 
 from audit.actor import Actor
 from audit.services import audit_record
@@ -18,6 +12,7 @@ from audit.tasks import audit_chain_verify_task
 from controlplane.celery import app
 from tests.conftest import requires_postgres, requires_redis
 from tests.factories import MinistryFactory
+from tests.workers import celery_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,53 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def celery_worker_process(transactional_db):
     """A worker process on the audit queue, pointed at the test database."""
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-    }
     app.control.purge()
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "controlplane",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            "audit",
-            "--hostname",
-            f"tests-{os.getpid()}@%h",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                pytest.fail(f"worker exited: {worker.stdout.read()}")
-            if app.control.ping(timeout=0.5):
-                break
-        else:
-            pytest.fail("the Celery worker did not answer within 30 s")
+    with celery_worker(queues="audit", pool="solo", concurrency=1, name="audit") as worker:
         yield worker
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
 
 @requires_postgres

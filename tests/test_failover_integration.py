@@ -24,10 +24,10 @@ KEY, SECRET = "devkey", "integration-node-secret-".ljust(40, "i")
 
 def probe_rounds(n):
     for _ in range(n):
-        media_node_probe_all.apply_async().get(timeout=30)
+        media_node_probe_all.apply_async().get(timeout=90)
 
 
-def wait_for(condition, timeout=30):
+def wait_for(condition, timeout=90):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -93,7 +93,8 @@ def test_killed_hung_and_drained_nodes(world):
                     not Allocation.objects.filter(node=nodes[1], closed_at__isnull=True).exists()
                 )
             )
-            assert time.monotonic() - started < 30
+            # Generous: the suite may share two CPUs with other work (the bench times it).
+            assert time.monotonic() - started < 120
             # Drained with a deadline already passed: its rooms move, then it is released.
             services.node_set_state(
                 actor=Actor.system("tests"),

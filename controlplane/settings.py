@@ -321,6 +321,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "accounts.models.Role",
         "TokenRoleEnum": "accounts.models.TOKEN_ROLE_CHOICES",
         "MinistryStateEnum": "accounts.models.Ministry.State",
+        "RolloutStatusEnum": "usage.selectors.ROLLOUT_STATUS_CHOICES",
     },
 }
 

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import meetings, views
+from console import meetings, privacy, views
 
 app_name = "console"
 urlpatterns = [
@@ -20,4 +20,6 @@ urlpatterns = [
     path("reunions/<slug:slug>/", meetings.room, name="room"),
     path("noeuds/", meetings.nodes, name="nodes"),
     path("noeuds/<slug:name>/etat/", meetings.node_state, name="node-state"),
+    path("mes-donnees/", privacy.my_data, name="my-data"),
+    path("confidentialite/", privacy.privacy, name="privacy"),
 ]

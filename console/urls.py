@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import dashboards, meetings, views
+from console import dashboards, meetings, privacy, views
 
 app_name = "console"
 urlpatterns = [
@@ -22,4 +22,6 @@ urlpatterns = [
     path("noeuds/<slug:name>/etat/", meetings.node_state, name="node-state"),
     path("tableau-de-bord/", dashboards.dashboard, name="dashboard"),
     path("tableau-de-bord/<slug:code>/", dashboards.dashboard, name="dashboard-ministry"),
+    path("mes-donnees/", privacy.my_data, name="my-data"),
+    path("confidentialite/", privacy.privacy, name="privacy"),
 ]

@@ -79,6 +79,7 @@ CELERY_TASK_ROUTES = {
     "accounts.tasks.*": {"queue": "provisioning"},
     "scim.tasks.*": {"queue": "provisioning"},
     "licensing.tasks.*": {"queue": "reports"},
+    "usage.tasks.*": {"queue": "reports"},
     "audit.tasks.*": {"queue": "audit"},
 }
 
@@ -102,7 +103,30 @@ ALLOCATION_DRAINERS = env.int("ALLOCATION_DRAINERS", default=4)
 ALLOCATION_BATCH = env.int("ALLOCATION_BATCH", default=50)
 JOIN_TOKEN_TTL_SECONDS = env.int("JOIN_TOKEN_TTL_SECONDS", default=300)
 
+# Usage roll-up and personal data. The roll-up runs every N seconds on the days that
+# changed; each run re-reads sessions changed up to OVERLAP seconds before its last
+# watermark (webhook transactions committing late). Participant sessions are
+# pseudonymised after their ministry's retention (``Ministry.retention_days``; this
+# default for sessions without a ministry) and deleted PURGE_AFTER days later.
+USAGE_ROLLUP_EVERY_SECONDS = env.float("USAGE_ROLLUP_EVERY_SECONDS", default=600)
+USAGE_ROLLUP_OVERLAP_SECONDS = env.int("USAGE_ROLLUP_OVERLAP_SECONDS", default=300)
+USAGE_RETENTION_EVERY_SECONDS = env.float("USAGE_RETENTION_EVERY_SECONDS", default=24 * 3600)
+USAGE_DEFAULT_RETENTION_DAYS = env.int("USAGE_DEFAULT_RETENTION_DAYS", default=365)
+USAGE_PURGE_AFTER_DAYS = env.int("USAGE_PURGE_AFTER_DAYS", default=365)
+# Key of the HMAC that turns identities into pseudonyms; derived from SECRET_KEY when
+# unset. Changing it splits an agent's old and new pseudonyms.
+USAGE_PSEUDONYM_KEY = env.str("USAGE_PSEUDONYM_KEY", default="")
+
 CELERY_BEAT_SCHEDULE = {
+    "usage-rollup": {
+        "task": "usage.tasks.usage_rollup",
+        "schedule": USAGE_ROLLUP_EVERY_SECONDS,
+        "options": {"expires": USAGE_ROLLUP_EVERY_SECONDS},
+    },
+    "usage-retention-daily": {
+        "task": "usage.tasks.usage_retention",
+        "schedule": USAGE_RETENTION_EVERY_SECONDS,
+    },
     "audit-chain-verify-nightly": {
         "task": "audit.tasks.audit_chain_verify_task",
         "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=24 * 3600),
@@ -301,6 +325,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "accounts.models.Role",
         "TokenRoleEnum": "accounts.models.TOKEN_ROLE_CHOICES",
         "MinistryStateEnum": "accounts.models.Ministry.State",
+        "RolloutStatusEnum": "usage.selectors.ROLLOUT_STATUS_CHOICES",
     },
 }
 

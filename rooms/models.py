@@ -100,6 +100,7 @@ class MeetingSession(BaseModel):
         indexes = [
             models.Index(fields=["ministry", "started_at"], name="meeting_ministry_started"),
             models.Index(fields=["started_at"], name="meeting_started"),
+            models.Index(fields=["updated_at"], name="meeting_updated"),
             models.Index(
                 fields=["node"], condition=Q(ended_at__isnull=True), name="meeting_open_node"
             ),
@@ -154,6 +155,10 @@ class ParticipantSession(BaseModel):
         indexes = [
             models.Index(fields=["ministry", "joined_at"], name="participant_ministry_joined"),
             models.Index(fields=["agent", "joined_at"], name="participant_agent_joined"),
+            # The roll-up reads sessions by day, and the sessions changed since its
+            # watermark (late webhooks included).
+            models.Index(fields=["joined_at"], name="participant_joined"),
+            models.Index(fields=["updated_at"], name="participant_updated"),
             models.Index(
                 fields=["meeting"], condition=Q(left_at__isnull=True), name="participant_open"
             ),

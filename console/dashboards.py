@@ -17,6 +17,7 @@ from django.db.models.functions import TruncWeek
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.access import access_for
 from accounts.models import Ministry
@@ -24,8 +25,14 @@ from accounts.selectors import ministry_rollout_progress
 from licensing.selectors import savings_current
 from rooms.models import ParticipantSession
 from usage.models import DailyUsage
+from usage.selectors import rollout_overview
 
 WEEKS = 26
+STATUS_LABELS = {
+    "on_track": gettext_lazy("On track"),
+    "at_risk": gettext_lazy("At risk"),
+    "late": gettext_lazy("Late"),
+}
 
 
 def _weeks(today: date) -> list[date]:
@@ -137,6 +144,10 @@ def dashboard(request, code: str | None = None):
             {"name": _("Seats"), "values": [savings.seats]},
         ],
     }
+    wanted = ministry.code if ministry else None
+    forecast = next(
+        (e for e in rollout_overview(user=request.user) if e["ministry"] == wanted), None
+    )
     readable = Ministry.objects.all()
     if not access.reads_all:
         readable = readable.filter(pk__in=access.readable_ministries or [])
@@ -156,5 +167,7 @@ def dashboard(request, code: str | None = None):
             "savings": savings,
             "goal": data["goal"],
             "national": ministry is None,
+            "forecast": forecast,
+            "status_label": STATUS_LABELS.get(forecast and forecast["status"]),
         },
     )

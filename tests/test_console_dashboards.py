@@ -76,8 +76,13 @@ def test_dashboard_access(world):
     assert browser_client(world.auditor_a).get("/console/tableau-de-bord/bravo/").status_code == 403
     assert browser_client(world.admin_b).get("/console/tableau-de-bord/alpha/").status_code == 403
     assert browser_client(world.agent_a).get("/console/tableau-de-bord/").status_code == 403
+    world.a.rollout_target_agents = 500
+    world.a.rollout_target_date = timezone.localdate() - timedelta(days=1)
+    world.a.save()
     page = browser_client(world.admin_a).get("/console/tableau-de-bord/alpha/").content.decode()
     assert 'id="activity-table"' in page and "bravo" not in page
+    # The goal date has passed without the goal reached: the forecast says late.
+    assert 'id="forecast"' in page and "fr-badge--error" in page
 
 
 @requires_postgres

@@ -90,7 +90,7 @@ def test_privacy_page_states_the_real_retention(scene, settings):
     scene.a.save()
     page = browser().get("/console/confidentialite/")
     assert page.status_code == 200
-    assert b'data-days="45"' in page.content and b"123 days later" in page.content
+    assert b'data-days="45"' in page.content and "123 jours plus tard" in page.content.decode()
     mine = browser(scene.agent_a).get("/console/confidentialite/").content.decode()
     assert "Linked to you for 45 days after the meeting" in mine
     assert 'id="footer-my-data"' in mine and 'id="footer-privacy"' in mine

@@ -92,5 +92,5 @@ def test_privacy_page_states_the_real_retention(scene, settings):
     assert page.status_code == 200
     assert b'data-days="45"' in page.content and "123 jours plus tard" in page.content.decode()
     mine = browser(scene.agent_a).get("/console/confidentialite/").content.decode()
-    assert "Linked to you for 45 days after the meeting" in mine
+    assert "Liées à vous pendant 45 jours après la réunion" in mine
     assert 'id="footer-my-data"' in mine and 'id="footer-privacy"' in mine

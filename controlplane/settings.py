@@ -8,6 +8,7 @@ a default database or a missing broker: production never runs on demo values.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -80,6 +81,7 @@ CELERY_TASK_ROUTES = {
     "scim.tasks.*": {"queue": "provisioning"},
     "licensing.tasks.*": {"queue": "reports"},
     "audit.tasks.*": {"queue": "audit"},
+    "usage.tasks.*": {"queue": "reports"},
 }
 
 # Fernet keys encrypting media nodes' API secrets, newest first (rotation); derived
@@ -98,7 +100,13 @@ MEDIA_NODE_REPLACE_BATCH = env.int("MEDIA_NODE_REPLACE_BATCH", default=100)
 JOIN_WAIT_SECONDS = env.float("JOIN_WAIT_SECONDS", default=3.0)
 JOIN_TOKEN_TTL_SECONDS = env.int("JOIN_TOKEN_TTL_SECONDS", default=300)
 
+# Crontab schedules below are in the service's time zone (interval ones have none).
+CELERY_TIMEZONE = "Europe/Paris"
 CELERY_BEAT_SCHEDULE = {
+    "usage-monthly-reports": {
+        "task": "usage.tasks.monthly_reports",
+        "schedule": crontab(minute=0, hour=2, day_of_month=1),
+    },
     "audit-chain-verify-nightly": {
         "task": "audit.tasks.audit_chain_verify_task",
         "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=24 * 3600),
@@ -302,6 +310,9 @@ SPECTACULAR_SETTINGS = {
 
 # CSV imports larger than this are refused with a size message.
 AGENT_IMPORT_MAX_BYTES = env.int("AGENT_IMPORT_MAX_BYTES", default=50_000_000)
+
+# Usage exports: the longest period one export may cover, in days.
+EXPORT_MAX_DAYS = env.int("EXPORT_MAX_DAYS", default=3660)
 
 # API tokens: how long one lives unless the creator says otherwise.
 API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import meetings, views
+from console import meetings, reports, views
 
 app_name = "console"
 urlpatterns = [
@@ -20,4 +20,7 @@ urlpatterns = [
     path("reunions/<slug:slug>/", meetings.room, name="room"),
     path("noeuds/", meetings.nodes, name="nodes"),
     path("noeuds/<slug:name>/etat/", meetings.node_state, name="node-state"),
+    path("exports/", reports.exports, name="exports"),
+    path("rapports/", reports.reports, name="reports"),
+    path("rapports/<uuid:pk>/", reports.report_download, name="report"),
 ]

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import dashboards, meetings, privacy, views
+from console import dashboards, meetings, privacy, reports, views
 
 app_name = "console"
 urlpatterns = [
@@ -24,4 +24,7 @@ urlpatterns = [
     path("tableau-de-bord/<slug:code>/", dashboards.dashboard, name="dashboard-ministry"),
     path("mes-donnees/", privacy.my_data, name="my-data"),
     path("confidentialite/", privacy.privacy, name="privacy"),
+    path("exports/", reports.exports, name="exports"),
+    path("rapports/", reports.reports, name="reports"),
+    path("rapports/<uuid:pk>/", reports.report_download, name="report"),
 ]

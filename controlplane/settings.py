@@ -8,6 +8,7 @@ a default database or a missing broker: production never runs on demo values.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -79,8 +80,8 @@ CELERY_TASK_ROUTES = {
     "accounts.tasks.*": {"queue": "provisioning"},
     "scim.tasks.*": {"queue": "provisioning"},
     "licensing.tasks.*": {"queue": "reports"},
-    "usage.tasks.*": {"queue": "reports"},
     "audit.tasks.*": {"queue": "audit"},
+    "usage.tasks.*": {"queue": "reports"},
 }
 
 # Fernet keys encrypting media nodes' API secrets, newest first (rotation); derived
@@ -117,7 +118,13 @@ USAGE_PURGE_AFTER_DAYS = env.int("USAGE_PURGE_AFTER_DAYS", default=365)
 # unset. Changing it splits an agent's old and new pseudonyms.
 USAGE_PSEUDONYM_KEY = env.str("USAGE_PSEUDONYM_KEY", default="")
 
+# Crontab schedules below are in the service's time zone (interval ones have none).
+CELERY_TIMEZONE = "Europe/Paris"
 CELERY_BEAT_SCHEDULE = {
+    "usage-monthly-reports": {
+        "task": "usage.tasks.monthly_reports",
+        "schedule": crontab(minute=0, hour=2, day_of_month=1),
+    },
     "usage-rollup": {
         "task": "usage.tasks.usage_rollup",
         "schedule": USAGE_ROLLUP_EVERY_SECONDS,
@@ -331,6 +338,9 @@ SPECTACULAR_SETTINGS = {
 
 # CSV imports larger than this are refused with a size message.
 AGENT_IMPORT_MAX_BYTES = env.int("AGENT_IMPORT_MAX_BYTES", default=50_000_000)
+
+# Usage exports: the longest period one export may cover, in days.
+EXPORT_MAX_DAYS = env.int("EXPORT_MAX_DAYS", default=3660)
 
 # API tokens: how long one lives unless the creator says otherwise.
 API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)

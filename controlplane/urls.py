@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("media_nodes.api")),
     path("api/v1/", include("rooms.api")),
     path("api/v1/", include("usage.api")),
+    path("api/v1/", include("usage.api_exports")),
     path("oidc/", include("accounts.oidc.urls")),
     path("hooks/livekit/", webhooks.livekit_webhook, name="livekit-webhook"),
     path("scim/v2/", include("scim.urls")),

@@ -142,86 +142,131 @@ WITH days(day, day_start, day_end) AS (
     SELECT * FROM unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
 ),
 ps AS (
-    -- Ended participant sessions, clipped to each day they overlap, once per scope:
-    -- national (level 0), the agent's ministry (1), its unit (2).
-    SELECT d.day, s.ministry_id, s.unit,
-           GREATEST(p.joined_at, d.day_start) AS t0,
-           LEAST(p.left_at, d.day_end) AS t1,
-           CASE
-               WHEN p.agent_id IS NOT NULL THEN p.agent_id::text
-               WHEN p.pseudonymised_at IS NOT NULL AND p.identity LIKE %(agent_prefix)s
-                   THEN p.identity
-           END AS agent_key
+    -- Ended participant sessions clipped to each local day they overlap. Most start and
+    -- end on the same local day of the range: that day is computed directly; the others
+    -- (crossing midnight, or joined before the range) are matched with the days' bounds.
+    SELECT (p.joined_at AT TIME ZONE %(tz)s)::date AS day, p.ministry_id,
+           p.organizational_unit COLLATE "C" AS unit, p.joined_at AS t0, p.left_at AS t1,
+           p.agent_id, p.pseudonymised_at, p.identity
     FROM rooms_participantsession p
-    JOIN days d
+    WHERE p.left_at IS NOT NULL
+      AND p.joined_at >= %(range_start)s
+      AND p.joined_at < %(range_end)s
+      AND (p.left_at AT TIME ZONE %(tz)s)::date = (p.joined_at AT TIME ZONE %(tz)s)::date
+    UNION ALL
+    SELECT d.day, p.ministry_id, p.organizational_unit COLLATE "C",
+           GREATEST(p.joined_at, d.day_start), LEAST(p.left_at, d.day_end),
+           p.agent_id, p.pseudonymised_at, p.identity
+    FROM rooms_participantsession p
+    JOIN unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
+         AS d(day, day_start, day_end)
       ON p.joined_at < d.day_end
      AND (p.left_at > d.day_start OR p.joined_at >= d.day_start)
-    CROSS JOIN LATERAL (
-        VALUES (0, NULL::uuid, ''::varchar),
-               (1, p.ministry_id, ''::varchar),
-               (2, p.ministry_id, p.organizational_unit)
-    ) AS s(level, ministry_id, unit)
     WHERE p.left_at IS NOT NULL
       AND p.joined_at < %(range_end)s
       AND p.left_at >= %(range_start)s
-      AND (s.level = 0
-           OR (p.ministry_id IS NOT NULL AND (s.level = 1 OR p.organizational_unit <> '')))
-),
-participants AS (
-    SELECT day, ministry_id, unit,
-           SUM(EXTRACT(EPOCH FROM t1 - t0)) AS seconds,
-           COUNT(DISTINCT agent_key) AS agents
-    FROM ps
-    GROUP BY day, ministry_id, unit
+      AND ((p.left_at AT TIME ZONE %(tz)s)::date <> (p.joined_at AT TIME ZONE %(tz)s)::date
+           OR p.joined_at < %(range_start)s)
 ),
 events AS (
-    SELECT day, ministry_id, unit, t0 AS at, 1 AS delta FROM ps
-    UNION ALL
-    SELECT day, ministry_id, unit, t1 AS at, -1 AS delta FROM ps
+    -- Each session joins (+1, carrying its duration and agent) and leaves (-1).
+    SELECT ps.day, ps.ministry_id, ps.unit, e.at, e.delta, e.duration, e.agent_key
+    FROM ps CROSS JOIN LATERAL (
+        VALUES (ps.t0, 1, ps.t1 - ps.t0,
+                CASE
+                    WHEN ps.agent_id IS NOT NULL THEN ps.agent_id::text
+                    WHEN ps.pseudonymised_at IS NOT NULL AND ps.identity LIKE %(agent_prefix)s
+                        THEN ps.identity
+                END COLLATE "C"),
+               (ps.t1, -1, NULL, NULL)
+    ) AS e(at, delta, duration, agent_key)
 ),
-running AS (
-    SELECT day, ministry_id, unit,
+national_running AS (
+    -- The sweep nationally, then per ministry, then per unit: each order refines the
+    -- previous one (incremental sorts on the shared prefix).
+    SELECT day, ministry_id, unit, at, delta, duration, agent_key,
            SUM(delta) OVER (
-               PARTITION BY day, ministry_id, unit
-               ORDER BY at, delta
+               PARTITION BY day ORDER BY at, delta
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-           ) AS present
+           ) AS national
     FROM events
 ),
-peaks AS (
-    SELECT day, ministry_id, unit, MAX(present) AS peak
-    FROM running
-    GROUP BY day, ministry_id, unit
+ministry_running AS (
+    SELECT day, ministry_id, unit, at, delta, duration, agent_key, national,
+           SUM(delta) OVER (
+               PARTITION BY day, ministry_id ORDER BY at, delta
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+           ) AS ministry
+    FROM national_running
 ),
-meetings_in_range AS (
-    SELECT m.id, m.ministry_id, m.started_at, m.ended_at
+unit_running AS (
+    SELECT day, ministry_id, unit, duration, agent_key, national, ministry,
+           SUM(delta) OVER (
+               PARTITION BY day, ministry_id, unit ORDER BY at, delta
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+           ) AS in_unit
+    FROM ministry_running
+),
+scope_figures AS (
+    SELECT day, ministry_id, unit, GROUPING(day, ministry_id, unit) AS level,
+           EXTRACT(EPOCH FROM SUM(duration)) AS seconds,
+           COUNT(DISTINCT agent_key) AS agents,
+           MAX(national) AS national, MAX(ministry) AS ministry, MAX(in_unit) AS in_unit
+    FROM unit_running
+    GROUP BY ROLLUP (day, ministry_id, unit)
+),
+participants AS (
+    SELECT day, NULL::uuid AS ministry_id, ''::varchar AS unit, seconds, agents,
+           national AS peak
+    FROM scope_figures WHERE level = 3
+    UNION ALL
+    SELECT day, ministry_id, '', seconds, agents, ministry
+    FROM scope_figures WHERE level = 1 AND ministry_id IS NOT NULL
+    UNION ALL
+    SELECT day, ministry_id, unit, seconds, agents, in_unit
+    FROM scope_figures WHERE level = 0 AND ministry_id IS NOT NULL AND unit <> ''
+),
+meetings_in_range AS MATERIALIZED (
+    SELECT m.id, m.ministry_id, m.started_at, m.ended_at,
+           (m.started_at AT TIME ZONE %(tz)s)::date AS started_day,
+           (m.ended_at AT TIME ZONE %(tz)s)::date AS ended_day
     FROM rooms_meetingsession m
     WHERE (m.started_at >= %(range_start)s AND m.started_at < %(range_end)s)
        OR (m.ended_at >= %(range_start)s AND m.ended_at < %(range_end)s)
 ),
 meeting_scopes AS (
-    SELECT id, started_at, ended_at, NULL::uuid AS ministry_id, ''::varchar AS unit
+    SELECT started_at, ended_at, started_day, ended_day,
+           NULL::uuid AS ministry_id, ''::varchar AS unit
     FROM meetings_in_range
     UNION ALL
-    SELECT id, started_at, ended_at, ministry_id, ''::varchar
+    SELECT started_at, ended_at, started_day, ended_day, ministry_id, ''::varchar
     FROM meetings_in_range WHERE ministry_id IS NOT NULL
     UNION ALL
-    SELECT DISTINCT m.id, m.started_at, m.ended_at, p.ministry_id, p.organizational_unit
-    FROM meetings_in_range m
-    JOIN rooms_participantsession p ON p.meeting_id = m.id
-    WHERE p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
+    SELECT m.started_at, m.ended_at, m.started_day, m.ended_day,
+           mu.ministry_id, mu.organizational_unit
+    FROM (
+        -- The units whose agents attended each meeting.
+        SELECT p.meeting_id, p.ministry_id, p.organizational_unit
+        FROM rooms_participantsession p
+        JOIN rooms_meetingsession pm ON pm.id = p.meeting_id
+        WHERE p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
+          AND ((pm.started_at >= %(range_start)s AND pm.started_at < %(range_end)s)
+               OR (pm.ended_at >= %(range_start)s AND pm.ended_at < %(range_end)s))
+        GROUP BY p.meeting_id, p.ministry_id, p.organizational_unit
+    ) mu
+    JOIN meetings_in_range m ON m.id = mu.meeting_id
 ),
 started AS (
     SELECT d.day, ms.ministry_id, ms.unit, COUNT(*) AS meetings
     FROM meeting_scopes ms
-    JOIN days d ON ms.started_at >= d.day_start AND ms.started_at < d.day_end
+    JOIN days d ON d.day = ms.started_day
     GROUP BY d.day, ms.ministry_id, ms.unit
 ),
 ended AS (
     SELECT d.day, ms.ministry_id, ms.unit,
            AVG(EXTRACT(EPOCH FROM ms.ended_at - ms.started_at)) AS average_seconds
     FROM meeting_scopes ms
-    JOIN days d ON ms.ended_at >= d.day_start AND ms.ended_at < d.day_end
+    JOIN days d ON d.day = ms.ended_day
     GROUP BY d.day, ms.ministry_id, ms.unit
 ),
 figures AS (
@@ -229,9 +274,7 @@ figures AS (
            NULL::numeric AS average_seconds
     FROM started
     UNION ALL
-    SELECT day, ministry_id, unit, 0, seconds, agents, 0, NULL FROM participants
-    UNION ALL
-    SELECT day, ministry_id, unit, 0, 0, 0, peak, NULL FROM peaks
+    SELECT day, ministry_id, unit, 0, seconds, agents, peak, NULL FROM participants
     UNION ALL
     SELECT day, ministry_id, unit, 0, 0, 0, 0, average_seconds FROM ended
     UNION ALL
@@ -253,6 +296,9 @@ GROUP BY day, ministry_id, unit
 """
 
 
+ROLLUP_WORK_MEM = "256MB"
+
+
 def _rollup_postgresql(days: list[date]) -> int:
     bounds = [day_bounds(day) for day in days]
     params = {
@@ -262,8 +308,13 @@ def _rollup_postgresql(days: list[date]) -> int:
         "range_start": bounds[0][0],
         "range_end": bounds[-1][1],
         "agent_prefix": AGENT_PSEUDONYM_PREFIX + "%",
+        "tz": settings.TIME_ZONE,
     }
     with connection.cursor() as cursor:
+        # The sweep's sorts and the per-agent aggregates stay in memory (this
+        # transaction only).
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
+        cursor.execute("SELECT set_config('jit', 'off', true)")
         cursor.execute(ROLLUP_SQL, params)
         return cursor.rowcount
 

@@ -280,17 +280,12 @@ figures AS (
     UNION ALL
     SELECT day, NULL::uuid, ''::varchar, 0, 0, 0, 0, NULL FROM days
 )
-INSERT INTO usage_dailyusage (
-    ministry_id, day, organizational_unit, meetings, participant_minutes, active_agents,
-    peak_concurrent, average_meeting_seconds, computed_at
-)
 SELECT ministry_id, day, unit,
-       SUM(meetings),
-       ROUND(SUM(seconds) / 60),
-       SUM(agents),
-       GREATEST(MAX(peak), 0),
-       COALESCE(ROUND(MAX(average_seconds)), 0),
-       now()
+       SUM(meetings) AS meetings,
+       ROUND(SUM(seconds) / 60) AS participant_minutes,
+       SUM(agents) AS active_agents,
+       GREATEST(MAX(peak), 0) AS peak_concurrent,
+       COALESCE(ROUND(MAX(average_seconds)), 0) AS average_meeting_seconds
 FROM figures
 GROUP BY day, ministry_id, unit
 """
@@ -315,8 +310,19 @@ def _rollup_postgresql(days: list[date]) -> int:
         # transaction only).
         cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
         cursor.execute("SELECT set_config('jit', 'off', true)")
-        cursor.execute(ROLLUP_SQL, params)
-        return cursor.rowcount
+        # Computed into a temporary table first: PostgreSQL plans an INSERT ... SELECT
+        # without parallel workers, CREATE TABLE ... AS with them.
+        cursor.execute(f"CREATE TEMPORARY TABLE usage_rollup_rows AS {ROLLUP_SQL}", params)
+        cursor.execute(
+            "INSERT INTO usage_dailyusage (ministry_id, day, organizational_unit, meetings, "
+            "participant_minutes, active_agents, peak_concurrent, average_meeting_seconds, "
+            "computed_at) SELECT ministry_id, day, unit, meetings, participant_minutes, "
+            "active_agents, peak_concurrent, average_meeting_seconds, now() "
+            "FROM usage_rollup_rows"
+        )
+        written = cursor.rowcount
+        cursor.execute("DROP TABLE usage_rollup_rows")
+        return written
 
 
 def _round_half_up(value: float) -> int:

@@ -65,10 +65,9 @@ def room(request, slug):
     joined = error = None
     if request.method == "POST":
         try:
-            allocation = services.room_allocate(room_id=room.pk)
-            if not allocation.node.is_up:
-                services.room_replace(allocation_id=allocation.pk, reason="node_down")
-                allocation = services.room_allocate(room_id=room.pk)
+            allocation = services.room_live_allocation(room_id=room.pk) or services.room_allocate(
+                room_id=room.pk
+            )
             joined = services.join_token(agent=request.user, room=room, allocation=allocation)
         except NoNodeAvailable as exc:
             error = str(exc)

@@ -8,12 +8,12 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.access import access_for
+from accounts.services import _require_operator
 from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes import metrics
@@ -21,13 +21,6 @@ from media_nodes.driver import NodeError, driver_for
 from media_nodes.models import Allocation, MediaNode
 
 logger = logging.getLogger(__name__)
-
-
-def _require_operator(actor: Actor) -> None:
-    if actor.is_system:
-        return
-    if not access_for(actor.user).operator:
-        raise PermissionDenied(_("Only platform operators may do this."))
 
 
 def _clean_tags(tags) -> list[str]:
@@ -203,12 +196,6 @@ def probe_call(node: MediaNode) -> int | None:
     except NodeError:
         return None
     return sum(r.participants for r in rooms)
-
-
-def probe(node: MediaNode, now=None) -> str | None:
-    """Probe one node and record the outcome."""
-    observed = probe_call(node)
-    return probe_record(node.pk, ok=observed is not None, now=now, observed=observed)
 
 
 # -- Moving rooms -----------------------------------------------------------------

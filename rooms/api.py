@@ -16,7 +16,6 @@ from rest_framework.routers import SimpleRouter
 from accounts.models import Agent
 from audit.actor import Actor
 from media_nodes import queueing
-from media_nodes.models import Allocation
 from rooms import selectors, services
 from rooms.models import Room
 
@@ -129,16 +128,12 @@ class RoomViewSet(
             raise PermissionDenied(_("You are not invited to this meeting."))
         data = JoinSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        allocation = self._live(room)
-        if allocation is not None and not allocation.node.is_up:
-            # Its node died and failover has not reached this room yet: move it now.
-            services.room_replace(allocation_id=allocation.pk, reason=Allocation.Reason.NODE_DOWN)
-            allocation = self._live(room)
+        allocation = services.room_live_allocation(room_id=room.pk)
         if allocation is None:
             outcome = self._place(room, data.validated_data.get("region"))
             if outcome.get("error") == "no_node":
                 return Response({"detail": outcome["detail"]}, status=503)
-            allocation = self._live(room)
+            allocation = services.room_live_allocation(room_id=room.pk)
         if allocation is None:
             poll = request.build_absolute_uri()
             return Response(
@@ -154,14 +149,6 @@ class RoomViewSet(
                 "token": join.token,
                 "expires_at": join.expires_at,
             }
-        )
-
-    @staticmethod
-    def _live(room):
-        return (
-            Allocation.objects.filter(room=room, closed_at__isnull=True)
-            .select_related("node")
-            .first()
         )
 
     @staticmethod

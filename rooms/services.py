@@ -206,6 +206,24 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
     return allocation
 
 
+def room_live_allocation(*, room_id, region: str | None = None) -> Allocation | None:
+    """The room's live allocation on a healthy node, or None if it has none. A room
+    still on a dead node (failover has not reached it yet) is moved at once."""
+    allocation = (
+        Allocation.objects.filter(room_id=room_id, closed_at__isnull=True)
+        .select_related("node")
+        .first()
+    )
+    if allocation is None or allocation.node.is_up:
+        return allocation
+    room_replace(allocation_id=allocation.pk, reason=Allocation.Reason.NODE_DOWN)
+    return (
+        Allocation.objects.filter(room_id=room_id, closed_at__isnull=True)
+        .select_related("node")
+        .first()
+    )
+
+
 def room_replace(*, allocation_id, reason: str) -> bool:
     """Close an allocation (node down, drained) and place its room again elsewhere.
     False when no node could take it (the room is placed again at its next join)."""

@@ -7,7 +7,6 @@ audit) and runs in one transaction: a refused request leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -52,10 +51,6 @@ class Conflict(Exception):
 # -- Tokens ---------------------------------------------------------------------
 
 
-def _digest(clear: str) -> str:
-    return hashlib.sha256(clear.encode()).hexdigest()
-
-
 @transaction.atomic
 def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[DirectoryToken, str]:
     """Issue the ministry's directory token, revoking the previous one. Returns the row
@@ -81,7 +76,7 @@ def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[Director
     token = DirectoryToken.objects.create(
         ministry=ministry,
         prefix=clear[: len(TOKEN_PREFIX) + 9],
-        digest=_digest(clear),
+        digest=agents._token_digest(clear),
         created_by=actor.agent,
     )
     audit_record(
@@ -118,7 +113,7 @@ def directory_token_authenticate(clear: str) -> DirectoryToken:
         raise ValueError("Unknown directory token.")
     token = (
         DirectoryToken.objects.select_related("ministry")
-        .filter(digest=_digest(clear), revoked_at__isnull=True)
+        .filter(digest=agents._token_digest(clear), revoked_at__isnull=True)
         .first()
     )
     if token is None:

@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from audit.actor import Actor
 from audit.models import AuditEvent
@@ -57,7 +58,7 @@ def rooms_on(node, world, count):
 def test_adding_a_node_checks_its_credentials(sims):
     node = add(sims[0], "good")
     assert node.last_heartbeat_at is not None and node.api_secret == SECRET
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(ValidationError) as refused:
         services.node_add(
             actor=Actor.system("tests"),
             name="bad",

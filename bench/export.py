@@ -332,6 +332,9 @@ def main() -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="keep bench_export if it has that many sessions"
     )
+    parser.add_argument(
+        "--database", default=DB, help=f"the benchmark's own database (default {DB})"
+    )
     parser.add_argument("--child", choices=["fill", "export", "copy", "rollup"])
     args = parser.parse_args()
     if args.child == "fill":
@@ -345,13 +348,14 @@ def main() -> int:
         )
         return 0
 
-    env = env_for(DB)
+    db = args.database
+    env = env_for(db)
     env["BENCH_SECRET"] = env["SECRET_KEY"]
     n = args.sessions
-    if args.reuse and session_count(DB) == n:
-        print(f"reusing {DB}: {n:,} participant sessions")
+    if args.reuse and session_count(db) == n:
+        print(f"reusing {db}: {n:,} participant sessions")
     else:
-        fill = prepare(DB, env, n)
+        fill = prepare(db, env, n)
         print(f"filled {n:,} participant sessions (with COPY) in {fill:.1f} s")
 
     copy = run_child("copy", env)
@@ -369,7 +373,7 @@ def main() -> int:
         f"(target < 150 MB: {'met' if ours['peak_mb'] < 150 else 'NOT met'})"
     )
 
-    plain, groups = group_by_seconds(DB)
+    plain, groups = group_by_seconds(db)
     print(f"GROUP BY        {plain:7.2f} s  ({groups} ministry-days)")
     if not rollup_available():
         print("roll-up: usage.rollup not available")

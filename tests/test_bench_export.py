@@ -16,7 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_export_benchmark_small_size():
     """bench/export.py fills sessions with COPY, exports them, and prints the ratios."""
     result = subprocess.run(
-        [sys.executable, "bench/export.py", "--sessions", "2000"],
+        # Its own database: never the one a full-size run may be filling.
+        [
+            sys.executable,
+            "bench/export.py",
+            "--sessions",
+            "2000",
+            "--database",
+            "bench_export_test",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

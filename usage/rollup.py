@@ -28,11 +28,14 @@ participant figures until they end: re-running a day gives the same rows whateve
 the time, and the day is rolled up again when the leave arrives (the session's
 ``updated_at`` moves). Today's row is therefore provisional.
 
-Rows are computed in the database (one ``INSERT ... SELECT`` with ``GROUP BY`` and
-window functions on PostgreSQL) after deleting the range's rows, in one transaction;
-other databases (the SQLite demo) use a simple Python fallback with the same
-definitions. Rows exist only where something happened, except the national row,
-written for every day of a range (zeros included).
+On PostgreSQL, every figure but the peak is computed in the database, set-based (one
+``CREATE TABLE ... AS SELECT`` whose distinct counts are hashed, not sorted); the peaks
+come from a sweep over the same sessions streamed once as fixed-width binary rows
+(``COPY ... (FORMAT BINARY)``) and sorted in memory with numpy, one day at a time; the
+rows replace the range's, in one transaction. Other databases (the SQLite demo) use a
+simple Python fallback with the same definitions, which the tests also use as the
+oracle. Rows exist only where something happened, except the national row, written
+for every day of a range (zeros included).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min, Q
@@ -141,90 +145,31 @@ ROLLUP_SQL = """
 WITH days(day, day_start, day_end) AS (
     SELECT * FROM unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
 ),
-ps AS (
-    -- Ended participant sessions clipped to each local day they overlap. Most start and
-    -- end on the same local day of the range: that day is computed directly; the others
-    -- (crossing midnight, or joined before the range) are matched with the days' bounds.
-    SELECT (p.joined_at AT TIME ZONE %(tz)s)::date AS day, p.ministry_id,
-           p.organizational_unit COLLATE "C" AS unit, p.joined_at AS t0, p.left_at AS t1,
-           p.agent_id, p.pseudonymised_at, p.identity
-    FROM rooms_participantsession p
-    WHERE p.left_at IS NOT NULL
-      AND p.joined_at >= %(range_start)s
-      AND p.joined_at < %(range_end)s
-      AND (p.left_at AT TIME ZONE %(tz)s)::date = (p.joined_at AT TIME ZONE %(tz)s)::date
-    UNION ALL
-    SELECT d.day, p.ministry_id, p.organizational_unit COLLATE "C",
-           GREATEST(p.joined_at, d.day_start), LEAST(p.left_at, d.day_end),
-           p.agent_id, p.pseudonymised_at, p.identity
-    FROM rooms_participantsession p
-    JOIN unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
-         AS d(day, day_start, day_end)
-      ON p.joined_at < d.day_end
-     AND (p.left_at > d.day_start OR p.joined_at >= d.day_start)
-    WHERE p.left_at IS NOT NULL
-      AND p.joined_at < %(range_end)s
-      AND p.left_at >= %(range_start)s
-      AND ((p.left_at AT TIME ZONE %(tz)s)::date <> (p.joined_at AT TIME ZONE %(tz)s)::date
-           OR p.joined_at < %(range_start)s)
-),
-events AS (
-    -- Each session joins (+1, carrying its duration and agent) and leaves (-1).
-    SELECT ps.day, ps.ministry_id, ps.unit, e.at, e.delta, e.duration, e.agent_key
-    FROM ps CROSS JOIN LATERAL (
-        VALUES (ps.t0, 1, ps.t1 - ps.t0,
-                CASE
-                    WHEN ps.agent_id IS NOT NULL THEN ps.agent_id::text
-                    WHEN ps.pseudonymised_at IS NOT NULL AND ps.identity LIKE %(agent_prefix)s
-                        THEN ps.identity
-                END COLLATE "C"),
-               (ps.t1, -1, NULL, NULL)
-    ) AS e(at, delta, duration, agent_key)
-),
-national_running AS (
-    -- The sweep nationally, then per ministry, then per unit: each order refines the
-    -- previous one (incremental sorts on the shared prefix).
-    SELECT day, ministry_id, unit, at, delta, duration, agent_key,
-           SUM(delta) OVER (
-               PARTITION BY day ORDER BY at, delta
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-           ) AS national
-    FROM events
-),
-ministry_running AS (
-    SELECT day, ministry_id, unit, at, delta, duration, agent_key, national,
-           SUM(delta) OVER (
-               PARTITION BY day, ministry_id ORDER BY at, delta
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-           ) AS ministry
-    FROM national_running
-),
-unit_running AS (
-    SELECT day, ministry_id, unit, duration, agent_key, national, ministry,
-           SUM(delta) OVER (
-               PARTITION BY day, ministry_id, unit ORDER BY at, delta
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-           ) AS in_unit
-    FROM ministry_running
-),
-scope_figures AS (
-    SELECT day, ministry_id, unit, GROUPING(day, ministry_id, unit) AS level,
-           EXTRACT(EPOCH FROM SUM(duration)) AS seconds,
-           COUNT(DISTINCT agent_key) AS agents,
-           MAX(national) AS national, MAX(ministry) AS ministry, MAX(in_unit) AS in_unit
-    FROM unit_running
-    GROUP BY ROLLUP (day, ministry_id, unit)
+ps AS ({pieces}),
+per_agent AS MATERIALIZED (
+    -- One row per day, ministry, unit and agent (guests together under a NULL key):
+    -- distinct agents become plain counts, computed by hashing rather than sorting.
+    SELECT day, ministry_id, unit, agent_key, SUM(t1 - t0) AS stay
+    FROM ps
+    GROUP BY day, ministry_id, unit, agent_key
 ),
 participants AS (
-    SELECT day, NULL::uuid AS ministry_id, ''::varchar AS unit, seconds, agents,
-           national AS peak
-    FROM scope_figures WHERE level = 3
+    SELECT day, NULL::uuid AS ministry_id, ''::varchar AS unit,
+           SUM(stay) AS stay, COUNT(agent_key) AS agents
+    FROM (SELECT day, agent_key, SUM(stay) AS stay FROM per_agent GROUP BY day, agent_key) a
+    GROUP BY day
     UNION ALL
-    SELECT day, ministry_id, '', seconds, agents, ministry
-    FROM scope_figures WHERE level = 1 AND ministry_id IS NOT NULL
+    SELECT day, ministry_id, '', SUM(stay), COUNT(agent_key)
+    FROM (
+        SELECT day, ministry_id, agent_key, SUM(stay) AS stay
+        FROM per_agent WHERE ministry_id IS NOT NULL
+        GROUP BY day, ministry_id, agent_key
+    ) a
+    GROUP BY day, ministry_id
     UNION ALL
-    SELECT day, ministry_id, unit, seconds, agents, in_unit
-    FROM scope_figures WHERE level = 0 AND ministry_id IS NOT NULL AND unit <> ''
+    SELECT day, ministry_id, unit, SUM(stay), COUNT(agent_key)
+    FROM per_agent WHERE ministry_id IS NOT NULL AND unit <> ''
+    GROUP BY day, ministry_id, unit
 ),
 meetings_in_range AS MATERIALIZED (
     SELECT m.id, m.ministry_id, m.started_at, m.ended_at,
@@ -246,13 +191,12 @@ meeting_scopes AS (
            mu.ministry_id, mu.organizational_unit
     FROM (
         -- The units whose agents attended each meeting.
-        SELECT p.meeting_id, p.ministry_id, p.organizational_unit
+        SELECT p.meeting_id, p.ministry_id, p.organizational_unit COLLATE "C"
+               AS organizational_unit
         FROM rooms_participantsession p
-        JOIN rooms_meetingsession pm ON pm.id = p.meeting_id
+        JOIN meetings_in_range pm ON pm.id = p.meeting_id
         WHERE p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
-          AND ((pm.started_at >= %(range_start)s AND pm.started_at < %(range_end)s)
-               OR (pm.ended_at >= %(range_start)s AND pm.ended_at < %(range_end)s))
-        GROUP BY p.meeting_id, p.ministry_id, p.organizational_unit
+        GROUP BY p.meeting_id, p.ministry_id, p.organizational_unit COLLATE "C"
     ) mu
     JOIN meetings_in_range m ON m.id = mu.meeting_id
 ),
@@ -270,26 +214,87 @@ ended AS (
     GROUP BY d.day, ms.ministry_id, ms.unit
 ),
 figures AS (
-    SELECT day, ministry_id, unit, meetings, 0 AS seconds, 0 AS agents, 0 AS peak,
+    SELECT day, ministry_id, unit, meetings, NULL::interval AS stay, 0 AS agents,
            NULL::numeric AS average_seconds
     FROM started
     UNION ALL
-    SELECT day, ministry_id, unit, 0, seconds, agents, peak, NULL FROM participants
+    SELECT day, ministry_id, unit, 0, stay, agents, NULL FROM participants
     UNION ALL
-    SELECT day, ministry_id, unit, 0, 0, 0, 0, average_seconds FROM ended
+    SELECT day, ministry_id, unit, 0, NULL, 0, average_seconds FROM ended
     UNION ALL
-    SELECT day, NULL::uuid, ''::varchar, 0, 0, 0, 0, NULL FROM days
+    SELECT day, NULL::uuid, ''::varchar, 0, NULL, 0, NULL FROM days
 )
 SELECT ministry_id, day, unit,
        SUM(meetings) AS meetings,
-       ROUND(SUM(seconds) / 60) AS participant_minutes,
+       COALESCE(ROUND(EXTRACT(EPOCH FROM SUM(stay)) / 60), 0) AS participant_minutes,
        SUM(agents) AS active_agents,
-       GREATEST(MAX(peak), 0) AS peak_concurrent,
        COALESCE(ROUND(MAX(average_seconds)), 0) AS average_meeting_seconds
 FROM figures
 GROUP BY day, ministry_id, unit
 """
 
+# Ended participant sessions clipped to each local day they overlap. Most start and end
+# on the same local day of the range: that day is computed directly; the others
+# (crossing midnight, or joined before the range) are matched with the days' bounds.
+# An agent is known by their id, or by their pseudonym once pseudonymised (a uuid made
+# from it, so that every key has the same narrow type).
+PIECES_SQL = """
+    SELECT (p.joined_at AT TIME ZONE %(tz)s)::date AS day, p.ministry_id,
+           p.organizational_unit COLLATE "C" AS unit, p.joined_at AS t0, p.left_at AS t1,
+           CASE
+               WHEN p.agent_id IS NOT NULL THEN p.agent_id
+               WHEN p.pseudonymised_at IS NOT NULL AND p.identity LIKE %(agent_prefix)s
+                   THEN md5(p.identity)::uuid
+           END AS agent_key
+    FROM rooms_participantsession p
+    WHERE p.left_at IS NOT NULL
+      AND p.joined_at >= %(range_start)s
+      AND p.joined_at < %(range_end)s
+      AND (p.left_at AT TIME ZONE %(tz)s)::date = (p.joined_at AT TIME ZONE %(tz)s)::date
+    UNION ALL
+    SELECT d.day, p.ministry_id, p.organizational_unit COLLATE "C",
+           GREATEST(p.joined_at, d.day_start), LEAST(p.left_at, d.day_end),
+           CASE
+               WHEN p.agent_id IS NOT NULL THEN p.agent_id
+               WHEN p.pseudonymised_at IS NOT NULL AND p.identity LIKE %(agent_prefix)s
+                   THEN md5(p.identity)::uuid
+           END
+    FROM rooms_participantsession p
+    JOIN unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
+         AS d(day, day_start, day_end)
+      ON p.joined_at < d.day_end
+     AND (p.left_at > d.day_start OR p.joined_at >= d.day_start)
+    WHERE p.left_at IS NOT NULL
+      AND p.joined_at < %(range_end)s
+      AND p.left_at >= %(range_start)s
+      AND ((p.left_at AT TIME ZONE %(tz)s)::date <> (p.joined_at AT TIME ZONE %(tz)s)::date
+           OR p.joined_at < %(range_start)s)
+"""
+
+ROLLUP_SQL = ROLLUP_SQL.replace("{pieces}", PIECES_SQL)
+
+# Every (ministry, unit) with a row gets small integers: ``m`` for its ministry (from
+# 1), ``u`` for the unit (from 1; 0 for the ministry's own row).
+SCOPES_SQL = """
+CREATE TEMPORARY TABLE usage_rollup_scopes AS
+SELECT ministry_id, unit,
+       (dense_rank() OVER (ORDER BY ministry_id))::int AS m,
+       CASE WHEN unit = '' THEN 0 ELSE (row_number() OVER (ORDER BY ministry_id, unit))::int
+       END AS u
+FROM (SELECT DISTINCT ministry_id, unit FROM usage_rollup_rows
+      WHERE ministry_id IS NOT NULL) scopes
+"""
+
+# The pieces again, as fixed-width binary rows for the sweep: day (from the range's
+# first), ministry and unit numbers (0: none), join and leave instants.
+PIECES_COPY_SQL = """
+COPY (
+    SELECT (ps.day - %(first_day)s::date)::int4, COALESCE(s.m, 0)::int4,
+           COALESCE(s.u, 0)::int4, ps.t0, ps.t1
+    FROM ({pieces}) ps
+    LEFT JOIN usage_rollup_scopes s ON s.ministry_id = ps.ministry_id AND s.unit = ps.unit
+) TO STDOUT (FORMAT BINARY)
+""".replace("{pieces}", PIECES_SQL)
 
 ROLLUP_WORK_MEM = "256MB"
 
@@ -302,27 +307,178 @@ def _rollup_postgresql(days: list[date]) -> int:
         "ends": [end for _, end in bounds],
         "range_start": bounds[0][0],
         "range_end": bounds[-1][1],
+        "first_day": days[0],
         "agent_prefix": AGENT_PSEUDONYM_PREFIX + "%",
         "tz": settings.TIME_ZONE,
     }
     with connection.cursor() as cursor:
-        # The sweep's sorts and the per-agent aggregates stay in memory (this
-        # transaction only).
+        # Aggregates by hashing stay in memory (this transaction only).
         cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
         cursor.execute("SELECT set_config('jit', 'off', true)")
-        # Computed into a temporary table first: PostgreSQL plans an INSERT ... SELECT
-        # without parallel workers, CREATE TABLE ... AS with them.
+        # 1. Every figure but the peak, set-based, into a temporary table (CREATE TABLE
+        # AS may use parallel workers, INSERT ... SELECT may not).
         cursor.execute(f"CREATE TEMPORARY TABLE usage_rollup_rows AS {ROLLUP_SQL}", params)
+        cursor.execute(SCOPES_SQL)
+        # 2. The peaks: a sweep over the day's joins and leaves, in memory.
+        peaks = sweep_peaks(_copy_pieces(cursor.cursor, params), len(days))
+        cursor.execute(
+            "CREATE TEMPORARY TABLE usage_rollup_peaks "
+            "(day int4, m int4, u int4, peak int4, PRIMARY KEY (day, m, u))"
+        )
+        with cursor.cursor.copy("COPY usage_rollup_peaks (day, m, u, peak) FROM STDIN") as copy:
+            for row in peaks:
+                copy.write_row(row)
         cursor.execute(
             "INSERT INTO usage_dailyusage (ministry_id, day, organizational_unit, meetings, "
             "participant_minutes, active_agents, peak_concurrent, average_meeting_seconds, "
-            "computed_at) SELECT ministry_id, day, unit, meetings, participant_minutes, "
-            "active_agents, peak_concurrent, average_meeting_seconds, now() "
-            "FROM usage_rollup_rows"
+            "computed_at) "
+            "SELECT r.ministry_id, r.day, r.unit, r.meetings, r.participant_minutes, "
+            "r.active_agents, COALESCE(p.peak, 0), r.average_meeting_seconds, now() "
+            "FROM usage_rollup_rows r "
+            "LEFT JOIN usage_rollup_scopes s "
+            "  ON s.ministry_id = r.ministry_id AND s.unit = r.unit "
+            "LEFT JOIN usage_rollup_peaks p ON p.day = r.day - %(first_day)s::date "
+            "  AND p.m = COALESCE(s.m, 0) AND p.u = COALESCE(s.u, 0)",
+            params,
         )
         written = cursor.rowcount
-        cursor.execute("DROP TABLE usage_rollup_rows")
+        cursor.execute("DROP TABLE usage_rollup_rows, usage_rollup_scopes, usage_rollup_peaks")
         return written
+
+
+# One piece in PostgreSQL's binary COPY format: the field count, then each field's
+# length and value (big-endian); every field here is fixed-width and never NULL.
+_PIECE = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("l_day", ">i4"),
+        ("day", ">i4"),
+        ("l_m", ">i4"),
+        ("m", ">i4"),
+        ("l_u", ">i4"),
+        ("u", ">i4"),
+        ("l_t0", ">i4"),
+        ("t0", ">i8"),
+        ("l_t1", ">i4"),
+        ("t1", ">i8"),
+    ]
+)
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _copy_pieces(raw_cursor, params: dict) -> dict[str, np.ndarray]:
+    """The range's pieces as columns (``day``, ``m``, ``u``, ``t0``, ``t1``; instants
+    in microseconds since 2000-01-01 UTC, PostgreSQL's own epoch), parsed as they
+    stream in so that only the columns are held."""
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in ("day", "m", "u", "t0", "t1")}
+    pending = bytearray()
+    header_done = False
+    size = _PIECE.itemsize
+
+    def take(buffer: bytearray, count: int) -> None:
+        rows = np.frombuffer(bytes(buffer[: count * size]), dtype=_PIECE)
+        if count and (rows["fields"] != 5).any():
+            raise ValueError("unexpected COPY row layout")
+        columns["day"].append(rows["day"].astype(np.int32))
+        columns["m"].append(rows["m"].astype(np.int32))
+        columns["u"].append(rows["u"].astype(np.int32))
+        columns["t0"].append(rows["t0"].astype(np.int64))
+        columns["t1"].append(rows["t1"].astype(np.int64))
+        del buffer[: count * size]
+
+    with raw_cursor.copy(PIECES_COPY_SQL, params) as copy:
+        for block in copy:
+            pending += block
+            if not header_done:
+                if len(pending) < 19:
+                    continue
+                if bytes(pending[:11]) != _COPY_SIGNATURE:
+                    raise ValueError("not a binary COPY stream")
+                extension = int.from_bytes(pending[15:19], "big")
+                if len(pending) < 19 + extension:
+                    continue
+                del pending[: 19 + extension]
+                header_done = True
+            if len(pending) >= 1 << 20:
+                # Keep the 2-byte trailer's room: it may be the end of this block.
+                take(pending, (len(pending) - 2) // size)
+    if bytes(pending[-2:]) != b"\xff\xff":
+        raise ValueError("binary COPY stream without its trailer")
+    del pending[-2:]
+    if len(pending) % size:
+        raise ValueError("truncated binary COPY stream")
+    take(pending, len(pending) // size)
+    return {
+        name: np.concatenate(parts) if parts else np.empty(0, np.int64)
+        for name, parts in columns.items()
+    }
+
+
+def sweep_peaks(pieces: dict[str, np.ndarray], day_count: int) -> list[tuple[int, int, int, int]]:
+    """For each day (index from the range's first) and scope, the most pieces present at
+    the same instant: ``(day, m, u, peak)`` with ``m`` = ``u`` = 0 for the nation and
+    ``u`` = 0 for a ministry.
+
+    Each day, every piece is a join (+1) and a leave (-1) in each of its scopes; events
+    are sorted by scope, instant, leaves before joins (one integer key: scope in the
+    high bits, the instant doubled plus 1 for a join in the low ones), and the running
+    sum's maximum within each scope is its peak. Every piece ends within its day, so
+    each scope's events sum to zero and one running sum over all of them restarts at
+    zero at every scope's first event."""
+    results: list[tuple[int, int, int, int]] = []
+    if not len(pieces["day"]):
+        return results
+    order = np.argsort(pieces["day"], kind="stable")
+    day_sorted = pieces["day"][order]
+    bounds = np.searchsorted(day_sorted, np.arange(day_count + 1))
+    max_m = int(pieces["m"].max())
+    # Each unit's ministry (unit numbers are unique across ministries).
+    ministry_of_unit = np.zeros(int(pieces["u"].max()) + 1, np.int64)
+    ministry_of_unit[pieces["u"]] = pieces["m"]
+    for day in range(day_count):
+        index = order[bounds[day] : bounds[day + 1]]
+        if not len(index):
+            continue
+        m, u = pieces["m"][index], pieces["u"][index]
+        t0, t1 = pieces["t0"][index], pieces["t1"][index]
+        # Scope numbers: 0 the nation, 1..max_m the ministries, then the units.
+        scopes = [np.zeros(len(index), np.int64)]
+        starts, ends = [t0], [t1]
+        has_m = m > 0
+        scopes.append(m[has_m].astype(np.int64))
+        starts.append(t0[has_m])
+        ends.append(t1[has_m])
+        has_u = u > 0
+        scopes.append(max_m + u[has_u].astype(np.int64))
+        starts.append(t0[has_u])
+        ends.append(t1[has_u])
+        scope = np.concatenate(scopes)
+        origin = min(int(t0.min()), int(t1.min()))
+        join = (np.concatenate(starts) - origin) * 2 + 1
+        leave = (np.concatenate(ends) - origin) * 2
+        span = int(max(join.max(), leave.max())).bit_length()
+        keys = np.concatenate((scope, scope))
+        if int(keys.max()).bit_length() + span < 63:
+            packed = np.sort((keys << span) | np.concatenate((join, leave)))
+            sorted_scope = packed >> span
+            delta = (packed & 1) * 2 - 1
+        else:  # too many scopes to pack: sort on two keys
+            events = np.concatenate((join, leave))
+            by = np.lexsort((events, keys))
+            sorted_scope = keys[by]
+            delta = (events[by] & 1) * 2 - 1
+        running = np.cumsum(delta)
+        first = np.flatnonzero(np.r_[True, sorted_scope[1:] != sorted_scope[:-1]])
+        peak = np.maximum(np.maximum.reduceat(running, first), 0)
+        for number, value in zip(sorted_scope[first].tolist(), peak.tolist(), strict=True):
+            if number == 0:
+                results.append((day, 0, 0, value))
+            elif number <= max_m:
+                results.append((day, number, 0, value))
+            else:
+                unit = number - max_m
+                results.append((day, int(ministry_of_unit[unit]), unit, value))
+    return results
 
 
 def _round_half_up(value: float) -> int:

@@ -1,0 +1,74 @@
+"""The roll-up's peak sweep (``usage.rollup.sweep_peaks``) against a brute force: the
+most pieces present at one instant, leaves before joins at the same instant."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from usage.rollup import sweep_peaks
+
+# (day, ministry number, unit number, join, leave); units belong to one ministry each.
+UNIT_MINISTRY = {1: 1, 2: 1, 3: 2}
+piece = st.tuples(
+    st.integers(0, 2),
+    st.sampled_from([(0, 0), (1, 0), (2, 0), (1, 1), (1, 2), (2, 3)]),
+    st.integers(0, 20),
+    st.integers(0, 10),
+)
+
+
+def brute_force(pieces, scope_of):
+    """For each (day, m, u) the max over instants of the stays present just after
+    every event at that instant (leaves first, so a leave and a join at the same
+    instant never overlap)."""
+    peaks = {}
+    for day, m, u, t0, t1 in pieces:
+        for scope in scope_of(m, u):
+            peaks.setdefault((day, *scope), 0)
+    for key in peaks:
+        day = key[0]
+        mine = [(t0, t1) for d, m, u, t0, t1 in pieces if d == day and key[1:] in scope_of(m, u)]
+        instants = sorted({t for stay in mine for t in stay})
+        best = 0
+        for t in instants:
+            # Present just after t: joined at or before t, leaving after t.
+            best = max(best, sum(1 for t0, t1 in mine if t0 <= t < t1))
+        peaks[key] = best
+    return peaks
+
+
+def scopes(m, u):
+    found = [(0, 0)]
+    if m:
+        found.append((m, 0))
+    if u:
+        found.append((m, u))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(piece, min_size=1, max_size=40))
+def test_sweep_matches_brute_force(raw):
+    pieces = [(day, m, u, t0, t0 + length) for day, (m, u), t0, length in raw]
+    columns = {
+        name: np.array([p[i] for p in pieces], dtype=np.int64)
+        for i, name in enumerate(("day", "m", "u", "t0", "t1"))
+    }
+    # Instants as PostgreSQL sends them: microseconds since 2000, far from zero.
+    columns["t0"] = columns["t0"] * 1_000_000 + 849_000_000_000_000
+    columns["t1"] = columns["t1"] * 1_000_000 + 849_000_000_000_000
+    found = {(day, m, u): peak for day, m, u, peak in sweep_peaks(columns, 3)}
+    assert found == brute_force(pieces, scopes)
+
+
+def test_sweep_counts_a_leave_and_a_join_at_the_same_instant_once():
+    pieces = {
+        "day": np.array([0, 0]),
+        "m": np.array([1, 1]),
+        "u": np.array([1, 1]),
+        "t0": np.array([0, 10]),
+        "t1": np.array([10, 20]),
+    }
+    assert sorted(sweep_peaks(pieces, 1)) == [(0, 0, 0, 1), (0, 1, 0, 1), (0, 1, 1, 1)]
+    pieces["t0"][1] = 9
+    assert sorted(sweep_peaks(pieces, 1)) == [(0, 0, 0, 2), (0, 1, 0, 2), (0, 1, 1, 2)]

@@ -7,6 +7,8 @@ The manifests are rendered with ``kubectl kustomize``. Without kubectl those tes
 skip, saying so loudly; under ``CI=true`` they fail instead.
 """
 
+import functools
+import json
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 from django.conf import settings
@@ -110,15 +113,21 @@ def routed_queues() -> set[str]:
     return {router.route({}, name)["queue"].name for name in celery_app.tasks}
 
 
+# kubernetes-validate reads and parses its schema files again for every object.
+_schema_contents = functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
+
+
 @pytest.fixture
 def offline(monkeypatch):
-    """No network: kubernetes-validate must work from the schemas it bundles."""
+    """No network: kubernetes-validate must work from the schemas it bundles (read
+    once per run)."""
 
     def refuse(*args, **kwargs):
         raise OSError("network access during a deploy test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(kubernetes_validate.utils, "schema_contents", _schema_contents)
 
 
 # -- Kubernetes ------------------------------------------------------------------
@@ -492,6 +501,103 @@ def test_the_image_gets_every_package():
     }
     assert packages | {"locale", "manage.py", "deploy/gunicorn.conf.py"} <= allowed
     assert "*" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
+# The service as the image runs it: a fresh interpreter, production-like settings,
+# and only the distributions the runtime dependencies install (any other one,
+# a dev tool, behaves as if absent, as it is from the image). It loads settings,
+# every URL's views, the WSGI app, the Celery app with its tasks, the Redis
+# transport and cache, a worker, beat and gunicorn's thread worker.
+AS_IN_THE_IMAGE = """
+import json, re, sys
+from importlib.metadata import packages_distributions
+
+allowed = set(json.loads(sys.argv[1]))
+owners = packages_distributions()
+
+
+class NotInTheImage:
+    def find_spec(self, name, path=None, target=None):
+        dists = owners.get(name.partition(".")[0])
+        if dists and not any(re.sub(r"[-_.]+", "-", d).lower() in allowed for d in dists):
+            raise ModuleNotFoundError(f"No module named {name!r} in the image", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInTheImage())
+import django
+
+django.setup()
+from django.urls import get_resolver
+
+get_resolver().url_patterns
+import controlplane.wsgi
+from controlplane.celery import app
+
+app.loader.import_default_modules()
+import kombu.transport.redis, celery.apps.worker, celery.worker.consumer, celery.beat
+import gunicorn.app.wsgiapp, gunicorn.workers.gthread
+from django.core.cache import cache
+
+cache._cache if hasattr(cache, "_cache") else None
+"""
+
+
+def _requirement_closure(requirements: list[str]) -> set[str]:
+    """Distributions that installing ``requirements`` brings, from installed metadata
+    (markers evaluated here, extras followed)."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: set[str] = set()
+    seen: set[tuple[str, str]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        extras = set(requirement.extras) | {""}
+        if all((name, extra) in seen for extra in extras):
+            continue
+        seen.update((name, extra) for extra in extras)
+        found.add(name)
+        for line in distribution(name).requires or []:
+            needed = Requirement(line)
+            if needed.marker is None or any(
+                needed.marker.evaluate({"extra": extra}) for extra in extras
+            ):
+                todo.append(needed)
+    return found
+
+
+def test_the_runtime_dependencies_are_complete():
+    """The service starts with pyproject.toml's runtime dependencies alone (what the
+    image installs), not thanks to a dev tool that happens to be in the virtualenv:
+    kombu's Redis transport needs `packaging`, which only celery[redis] brings."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    allowed = _requirement_closure(pyproject["project"]["dependencies"])
+    # The project itself (an editable install in development) and the virtualenv's own.
+    allowed |= {"visio-controlplane", "pip", "setuptools"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 60,
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:9/none",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",
+        "CACHE_URL": "redis://127.0.0.1:9/1",
+        "PYTHONPATH": str(ROOT),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", AS_IN_THE_IMAGE, json.dumps(sorted(allowed))],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
 
 
 def test_the_local_stack_has_every_part():

@@ -52,3 +52,7 @@ class BaseTask(Task):
     retry_backoff = 2
     retry_backoff_max = 60
     retry_jitter = True
+
+
+# Liveness files for the Kubernetes probes of workers and beat (HEARTBEAT_FILE).
+from controlplane import heartbeat  # noqa: E402, F401

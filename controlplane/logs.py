@@ -101,7 +101,9 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = _request_id.get() or "-"
+            # django.request logs after the middleware is done: its record has the request.
+            request_id = getattr(getattr(record, "request", None), "request_id", None)
+            record.request_id = request_id or _request_id.get() or "-"
         return True
 
 
@@ -110,6 +112,11 @@ _RECORD_FIELDS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "request_id", "taskName"}
 )
+
+
+def _record_request_id(record: logging.LogRecord) -> str | None:
+    value = getattr(record, "request_id", None) or _request_id.get()
+    return None if value in (None, "-") else value
 
 
 class JsonFormatter(logging.Formatter):
@@ -123,11 +130,17 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
-            "request_id": getattr(record, "request_id", None) or _request_id.get() or None,
+            "request_id": _record_request_id(record),
         }
         for key, value in record.__dict__.items():
-            if key not in _RECORD_FIELDS and not key.startswith("_"):
-                entry[key] = redact(value) if isinstance(value, str) else value
+            if key in _RECORD_FIELDS or key.startswith("_"):
+                continue
+            if isinstance(value, str):
+                entry[key] = redact(value)
+            elif value is None or isinstance(value, bool | int | float):
+                entry[key] = value
+            # Anything else (django.request's request object, whose repr holds the query
+            # string) is left out.
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         if record.stack_info:

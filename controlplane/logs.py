@@ -195,16 +195,18 @@ class RequestIdMiddleware:
         try:
             response = self.get_response(request)
             response[REQUEST_ID_HEADER] = request_id
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
             access_logger.info(
-                "%s %s %s",
+                "%s %s %s %sms",
                 request.method,
                 request.path,  # never the query string: codes and states live there
                 response.status_code,
+                duration_ms,
                 extra={
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "duration_ms": duration_ms,
                     "user": _user_id(request),
                 },
             )

@@ -81,7 +81,7 @@ _REDACTIONS: list[tuple[re.Pattern, str]] = [
     # Email addresses: the first letter of the local part and the domain stay.
     (
         re.compile(r"\b([A-Za-z0-9])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"),
-        r"\1…@\2",
+        r"\1***@\2",
     ),
 ]
 
@@ -145,7 +145,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
             entry["stack"] = redact(self.formatStack(record.stack_info))
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -62,7 +62,7 @@ def _view_label(request) -> str:
     """A bounded label: the URL pattern's name, never the raw path."""
     match = getattr(request, "resolver_match", None)
     if match is not None:
-        return match.view_name or match._func_path
+        return match.view_name  # the pattern's name, or the view's dotted path
     if request.path_info.startswith(settings.STATIC_URL):
         return "static"
     return "unmatched"

@@ -6,7 +6,8 @@ The policy is strict: scripts and styles only from this site's own files (no inl
 script, style element or style attribute, no ``eval``), no plugin, no framing, forms
 posting only here and to the identity provider (logout redirects there). Images may
 be ``data:`` URIs: DSFR draws its logo and form controls with inline SVG in its CSS.
-A view that needs another policy sets the header itself; it is then left alone.
+A view that needs another policy sets the header itself; it is then left alone. With
+DEBUG on, Django's technical 404 and 500 pages get none (they are styled inline).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
+        if settings.DEBUG and response.status_code in (404, 500):
+            # Django's technical error pages (DEBUG only) are styled and scripted inline.
+            response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+            return response
         response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response

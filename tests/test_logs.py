@@ -99,7 +99,7 @@ def test_log_lines_outside_requests_have_no_request_id():
         ("directory scim_AbCdEfGh" + "q" * 35, "q" * 35, "scim_AbCdEfGh[redacted]"),
         ("{'client_secret': 's3cr3t-value', 'x': 1}", "s3cr3t-value", "'client_secret': '"),
         ('{"access_token": "opaque-123", "x": 1}', "opaque-123", '"access_token": "[redacted]"'),
-        ("login of jeanne.martin@alpha.gouv.fr", "jeanne.martin@", "j…@alpha.gouv.fr"),
+        ("login of jeanne.martin@alpha.gouv.fr", "jeanne.martin@", "j***@alpha.gouv.fr"),
         ("client_secret=verysecret&x=1", "verysecret", "client_secret=[redacted]"),
     ],
 )
@@ -129,7 +129,7 @@ def test_text_format_is_redacted_too(settings):
     formatter = logs.TextFormatter()
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "mail %s", ("a.b@c.gouv.fr",), None)
     line = formatter.format(record)
-    assert "a.b@c.gouv.fr" not in line and "a…@c.gouv.fr" in line and "[-]" in line
+    assert "a.b@c.gouv.fr" not in line and "a***@c.gouv.fr" in line and "[-]" in line
 
 
 @requires_postgres

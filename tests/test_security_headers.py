@@ -43,6 +43,17 @@ def test_every_answer_has_a_strict_policy(client, world, path):
     assert "camera=()" in response["Permissions-Policy"]
 
 
+@pytest.mark.django_db
+def test_debug_error_pages_keep_their_inline_styles(client, settings):
+    """With DEBUG on, Django's technical 404 page (styled inline) gets no policy; the
+    service's own pages keep theirs."""
+    settings.DEBUG = True
+    assert "Content-Security-Policy" not in client.get("/no/such/page/")
+    assert "Content-Security-Policy" in client.get("/healthz")
+    settings.DEBUG = False
+    assert "Content-Security-Policy" in client.get("/no/such/page/")
+
+
 def test_forms_may_post_to_the_identity_provider_only(settings):
     """Logout posts here and is redirected to the provider: form-action allows exactly
     this site and the provider's origin (plus configured extras)."""

@@ -14,6 +14,7 @@ from accounts.models import Agent, AgentImportJob
 from media_nodes import queueing
 from media_nodes.models import MediaNode
 from tests.conftest import client_as, requires_postgres, requires_redis
+from tests.test_agent_import_api import upload  # noqa: F401 - a fixture
 from tests.test_placement import make_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,3 +194,47 @@ def test_multiprocess_mode_sums_every_process(client, tmp_path, monkeypatch):
     assert value(samples, "visio_allocations_total", outcome="placed") == 2
     assert value(samples, "visio_allocation_seconds_count", outcome="placed") == 2
     assert value(samples, "visio_media_nodes", state="active", health="up") == 0  # state too
+
+
+@pytest.mark.django_db
+def test_finished_imports_are_counted_with_their_rows(client, world, upload):  # noqa: F811
+    """A preview and an applied import count as finished jobs, and their rows by action."""
+    before = scrape(client)
+    admin = client_as(world.admin_a)
+    assert upload(admin).json()["state"] == "done"
+    assert upload(admin, apply=True).json()["state"] == "done"
+    after = scrape(client)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("visio_agent_import_jobs_finished_total", state="done", mode="preview") == 1
+    assert delta("visio_agent_import_jobs_finished_total", state="done", mode="apply") == 1
+    assert delta("visio_agent_import_rows_total", action="create", mode="apply") == 1
+    assert delta("visio_agent_import_rows_total", action="error", mode="apply") == 1
+    assert value(after, "visio_agent_import_jobs", state="done") == 2
+
+
+@requires_postgres
+@pytest.mark.django_db
+def test_webhooks_are_counted_by_event_and_outcome(client, world):
+    """A signed room_started is counted as processed, its replay as duplicate, and an
+    unsigned delivery as refused (401) before its event is known."""
+    from tests.test_webhooks import deliver, make_event, post
+    from tests.test_webhooks import make_node as make_signing_node
+
+    node = make_signing_node("paris-1")
+    event = make_event("room_started", room_name="abc-defg-hij")
+    before = scrape(client)
+    assert deliver(event, node).status_code == 200
+    assert deliver(event, node).status_code == 200
+    assert post("{}", auth="").status_code == 401
+    after = scrape(client)
+
+    def delta(**labels):
+        name = "visio_livekit_webhooks_total"
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta(event="room_started", outcome="processed") == 1
+    assert delta(event="room_started", outcome="duplicate") == 1
+    assert delta(event="unknown", outcome="401") == 1

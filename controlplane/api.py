@@ -1,6 +1,13 @@
-"""Shared pieces of the REST API: pagination and the per-object abilities."""
+"""Shared pieces of the REST API: pagination, scoped choices, token-issue throttling
+and error handling."""
 
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.throttling import BaseThrottle
+
+from controlplane.ratelimit import RateLimited, rate_limit_hit
 
 
 class ScopedChoicesMixin:
@@ -24,6 +31,37 @@ class Pagination(LimitOffsetPagination):
 
     default_limit = 50
     max_limit = 500
+
+
+class TokenIssueThrottle(BaseThrottle):
+    """Token issues (``POST``) per caller, at ``RATE_LIMIT_TOKENS``: 429 with
+    Retry-After and DRF's ``{"detail": ...}`` beyond. Other methods are not counted."""
+
+    def __init__(self):
+        self.retry_after = None
+
+    def allow_request(self, request, view):
+        if request.method != "POST":
+            return True
+        user = request.user
+        token = getattr(user, "api_token", None)
+        key = f"token:{token.prefix}" if token is not None else f"user:{user.pk}"
+        try:
+            rate_limit_hit("tokens", key=key, rate=settings.RATE_LIMIT_TOKENS)
+        except RateLimited as exc:
+            self.retry_after = exc.retry_after
+            return False
+        return True
+
+    def wait(self):
+        return self.retry_after
+
+
+TOO_MANY_TOKENS = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description="Too many tokens issued by this caller (RATE_LIMIT_TOKENS): "
+    "`{detail}`, try again after the `Retry-After` seconds.",
+)
 
 
 def exception_handler(exc, context):

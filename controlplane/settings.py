@@ -5,11 +5,14 @@ asked for). With DEBUG off the process refuses to start on a default secret,
 a default database or a missing broker: production never runs on demo values.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+
+from controlplane.ratelimit import Rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -192,7 +195,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer, even a redirect to HTTPS, has an id, a log line and a count.
+    "controlplane.logs.RequestIdMiddleware",
+    "controlplane.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "controlplane.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "console.middleware.FrenchFirstLocaleMiddleware",
@@ -297,11 +304,41 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # the provider's redirect back to the callback is top-level
+# No script of this site reads the CSRF cookie (forms carry the token; Swagger UI gets
+# it in its script), so scripts may not read it at all.
+CSRF_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
 # Behind the load balancer, audit events take the client address from the last
 # X-Forwarded-For entry (the one the balancer appended); never trust it otherwise.
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+# Content Security Policy (controlplane/security.py): no inline script or style, no
+# third-party origin. Forms may also post (and redirect) to these origins, besides the
+# identity provider's, which is added from OIDC_OP_DISCOVERY_URL.
+CSP_FORM_ACTION_EXTRA = env.list("CSP_FORM_ACTION_EXTRA", default=[])
+
+
+def _rate(name: str, default: str) -> Rate:
+    try:
+        return Rate.parse(env.str(name, default=default), name=name)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+
+
+# Rate limits (controlplane/ratelimit.py), "N/period" with period s, m, h or d (e.g.
+# 5m); "0/m" turns one off. Shared by the replicas through CACHE_URL (per process
+# without it). Login limits count per client address, and a ministry behind one NAT
+# shares one: LOGIN counts login starts (/oidc/authenticate/; silent re-logins do not
+# pass there), LOGIN_FAILURES refused callbacks (forged or replayed answers), after
+# which that address's callbacks get 429 until the window ends.
+RATE_LIMIT_LOGIN = _rate("RATE_LIMIT_LOGIN", "600/m")
+RATE_LIMIT_LOGIN_FAILURES = _rate("RATE_LIMIT_LOGIN_FAILURES", "30/m")
+RATE_LIMIT_TOKENS = _rate("RATE_LIMIT_TOKENS", "20/h")
+RATE_LIMIT_SCIM = _rate("RATE_LIMIT_SCIM", "1200/m")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -348,9 +385,48 @@ API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=366)
 # The readiness probe gives the broker this long to answer.
 READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
 
+# Prometheus (controlplane/metrics.py). /metrics answers a bearer METRICS_TOKEN, or a
+# direct request (not through the load balancer) from METRICS_ALLOWED_NETWORKS.
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself) shares counters between
+# the processes of a pod; workers serve theirs on CELERY_METRICS_PORT (0: off).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)"
+        ) from exc
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="0.0.0.0")  # noqa: S104
+
+# Logs go to stderr: one JSON object per line in production, readable lines with
+# DEBUG; both carry the request id and are redacted (controlplane/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "controlplane.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "controlplane.logs.JsonFormatter"},
+        "text": {"()": "controlplane.logs.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's own handlers would print unredacted lines: everything goes through
+        # the one above. runserver's request lines carry query strings (OIDC codes):
+        # the access log (controlplane.access) replaces them.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "level": "WARNING", "propagate": True},
+    },
 }

@@ -4,6 +4,7 @@ dead or drained nodes, and reconciling allocations with what nodes host."""
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
@@ -32,10 +33,11 @@ def room_allocate_task(room_id: str, region: str | None = None) -> dict:
     from media_nodes.placement import allocate_in_one_statement
     from rooms.services import room_allocate
 
+    started = time.perf_counter()
     row = allocate_in_one_statement(room_id=room_id, region=region)
     if row is not None:
         outcome, allocation_id, node_id = row
-        metrics.ALLOCATIONS.labels(outcome=outcome).inc()
+        metrics.allocation_observe(outcome, started)
         return {"allocation": str(allocation_id), "node": str(node_id)}
     try:
         allocation = room_allocate(room_id=room_id, region=region)

@@ -177,7 +177,7 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
                 .first()
             )
             if live is not None:
-                metrics.ALLOCATIONS.labels(outcome="existing").inc()
+                metrics.allocation_observe("existing", started)
                 return live
             node = reserve(
                 size=room.expected_size,
@@ -191,6 +191,7 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
             allocation.node = node
     except NoNodeAvailable as exc:
         metrics.NO_NODE.inc()
+        metrics.allocation_observe("no_node", started)
         logger.error(
             "No media node can host room %s (size %s, tags %s)", room_id, exc.size, exc.tags
         )
@@ -201,8 +202,7 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
             data={"size": exc.size, "tags": exc.tags, "region": region},
         )
         raise
-    metrics.ALLOCATIONS.labels(outcome="placed").inc()
-    metrics.ALLOCATION_SECONDS.observe(time.perf_counter() - started)
+    metrics.allocation_observe("placed", started)
     return allocation
 
 
@@ -237,9 +237,12 @@ def room_replace(*, allocation_id, reason: str) -> bool:
             return True
         release(allocation, reason)
     metrics.ROOMS_MOVED.labels(reason=reason).inc()
-    if allocate_in_one_statement(
+    started = time.perf_counter()
+    row = allocate_in_one_statement(
         room_id=allocation.room_id, region=allocation.node.region, exclude=[allocation.node_id]
-    ):
+    )
+    if row:
+        metrics.allocation_observe(row[0], started)
         return True
     try:
         room_allocate(room_id=allocation.room_id, exclude=[allocation.node_id])

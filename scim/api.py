@@ -9,7 +9,7 @@ from accounts.access import access_for
 from accounts.models import Ministry
 from accounts.selectors import ministry_administrable
 from audit.actor import Actor
-from controlplane.api import ScopedChoicesMixin
+from controlplane.api import TOO_MANY_TOKENS, ScopedChoicesMixin, TokenIssueThrottle
 from scim import services
 from scim.models import DirectoryToken
 
@@ -48,6 +48,7 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
     """Directory (SCIM) tokens: one live per ministry; issuing one revokes the previous."""
 
     serializer_class = DirectoryTokenSerializer
+    throttle_classes = [TokenIssueThrottle]
 
     def get_queryset(self):
         # Readers (auditors included) see the metadata; only admins issue and revoke.
@@ -58,7 +59,8 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
         return tokens.filter(ministry_id__in=readable)
 
     @extend_schema(
-        request=DirectoryTokenIssueSerializer, responses={201: DirectoryTokenIssuedSerializer}
+        request=DirectoryTokenIssueSerializer,
+        responses={201: DirectoryTokenIssuedSerializer, 429: TOO_MANY_TOKENS},
     )
     def create(self, request):
         data = DirectoryTokenIssueSerializer(

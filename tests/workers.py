@@ -17,8 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def celery_worker(*, queues: str, concurrency: int = 4, pool: str = "prefork", name="w", env=None):
-    """Start a worker process on ``queues`` pointed at the test database; stop it after."""
+def celery_worker(
+    *,
+    queues: str,
+    concurrency: int = 4,
+    pool: str = "prefork",
+    name="w",
+    env=None,
+    loglevel: str = "WARNING",
+):
+    """Start a worker process on ``queues`` pointed at the test database; stop it after.
+    Its output goes to a pipe read only at the end: keep ``loglevel`` quiet unless the
+    test reads it."""
     db = connection.settings_dict
     environment = {
         **os.environ,
@@ -46,7 +56,7 @@ def celery_worker(*, queues: str, concurrency: int = 4, pool: str = "prefork", n
             "--without-gossip",
             "--without-mingle",
             "--loglevel",
-            "WARNING",
+            loglevel,
         ],
         cwd=ROOT,
         env=environment,

@@ -31,6 +31,7 @@ from accounts.api.serializers import (
 )
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
+from controlplane.api import TOO_MANY_TOKENS, TokenIssueThrottle
 
 
 class MinistryViewSet(
@@ -169,11 +170,15 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ApiTokenSerializer
     filterset_fields = ["role"]
+    throttle_classes = [TokenIssueThrottle]
 
     def get_queryset(self):
         return selectors.api_token_list(user=self.request.user)
 
-    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
+    @extend_schema(
+        request=ApiTokenCreateSerializer,
+        responses={201: ApiTokenCreatedSerializer, 429: TOO_MANY_TOKENS},
+    )
     def create(self, request):
         data = ApiTokenCreateSerializer(
             data=request.data, ministries=selectors.ministry_administrable(user=request.user)

@@ -32,6 +32,7 @@ import secrets
 from functools import lru_cache
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
@@ -157,20 +158,32 @@ def drain(slot: int, place) -> int:
             if room_id not in placed:  # the same room asked twice in one batch: once
                 try:
                     placed[room_id] = place(room_id, region or None)
-                except TRANSIENT:
+                except (*TRANSIENT, SoftTimeLimitExceeded):
                     with contextlib.suppress(redis.RedisError):
                         pipe.execute()  # what is done is answered; the rest stays in flight
                     raise
                 except Exception:
-                    # Not transient: asking again would fail again (and block the slot).
+                    # Not transient: asking again would fail again (and block the slot,
+                    # or come back at every sweep). Answered "failed"; the join says so.
                     logger.exception("Drainer %s: placing room %s failed", slot, room_id)
                     placed[room_id] = "failed"
+                    _forget(room_id)
                 done += 1
             if nonce:  # none when beat's sweep asked: nobody waits for the outcome
                 pipe.set(OUTCOME.format(nonce), placed[room_id], ex=OUTCOME_TTL_S)
             pipe.lrem(inflight, 1, item)
         pipe.execute()
         items = None
+
+
+def _forget(room_id: str) -> None:
+    """Drop a room's placement request that cannot succeed: beat must not retry it."""
+    from media_nodes.placement import request_answered
+
+    try:
+        request_answered(room_id)
+    except Exception:
+        logger.exception("Could not drop the placement request of room %s", room_id)
 
 
 def sweep(*, older_than_seconds: float, limit: int = 5000) -> int:

@@ -98,20 +98,43 @@ def test_a_killed_drainers_rooms_are_placed_by_the_next_drainer_of_its_slot(redi
     assert r.llen(queueing.INFLIGHT.format(0)) == 0
 
 
-def test_a_room_that_cannot_be_placed_does_not_block_the_slot(redis_clean):
-    """A bug on one room answers it "failed" and drops it; the others are placed."""
+def test_a_room_that_cannot_be_placed_does_not_block_the_slot(redis_clean, world):
+    """A bug on one room answers it "failed" and drops its request (beat will not ask
+    again and again); the others are placed."""
+    from media_nodes.models import PlacementRequest
+    from tests.test_placement import make_room
+
     r = redis_clean
-    for room, nonce in [("a", "n1"), ("bad", "n2"), ("c", "n3")]:
+    bad = make_room(world.agent_a)
+    PlacementRequest.objects.create(room=bad)
+    for room, nonce in [("a", "n1"), (str(bad.pk), "n2"), ("c", "n3")]:
         push(r, room, nonce)
 
     def place(room_id, region):
-        if room_id == "bad":
+        if room_id == str(bad.pk):
             raise ValueError("a bug")
         return "placed"
 
     assert queueing.drain(0, place) == 3
     assert [queueing.outcome(n) for n in ("n1", "n2", "n3")] == ["placed", "failed", "placed"]
     assert r.llen(queueing.INFLIGHT.format(0)) == 0 and r.llen(queueing.PENDING) == 0
+    assert not PlacementRequest.objects.exists()
+
+
+def test_a_soft_time_limit_leaves_the_rest_in_flight(redis_clean):
+    """Asked to stop (soft time limit): the drainer stops, its rooms wait in flight."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    r = redis_clean
+    for room, nonce in [("a", "n1"), ("b", "n2")]:
+        push(r, room, nonce)
+
+    def place(room_id, region):
+        raise SoftTimeLimitExceeded()
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        queueing.drain(0, place)
+    assert r.llen(queueing.INFLIGHT.format(0)) == 2
 
 
 def test_a_transient_error_leaves_the_rest_in_flight(redis_clean):

@@ -64,6 +64,20 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=5)
+# Redis transport: a message a worker took and never acknowledged (tasks are acked
+# late; the worker was killed) goes back on its queue after the visibility timeout.
+# It applies to every message, including those of tasks still running or waiting for
+# their retry countdown, so it must exceed the longest task's hard time limit (usage
+# retention: 3,300 s) plus a retry's countdown, or such tasks run twice. Allocation
+# does not wait for it: beat's placement sweep asks again for lost placements.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    # Workers look for such messages every tenth of the timeout (1 s to 60 s; kombu's
+    # own default is every 100 s, whatever the timeout).
+    "unacked_restore_interval": max(1, min(60, CELERY_VISIBILITY_TIMEOUT_SECONDS // 10)),
+    "unacked_restore_throttle": 1,
+}
 # Celery's Django fixup closes the database connection around every task unless told
 # to reuse it: a new PostgreSQL session per task costs more than placing a room.
 # Connections are still closed every N tasks and whenever CONN_MAX_AGE expires.
@@ -106,6 +120,9 @@ JOIN_WAIT_SECONDS = env.float("JOIN_WAIT_SECONDS", default=3.0)
 ALLOCATION_DRAINERS = env.int("ALLOCATION_DRAINERS", default=4)
 ALLOCATION_BATCH = env.int("ALLOCATION_BATCH", default=50)
 JOIN_TOKEN_TTL_SECONDS = env.int("JOIN_TOKEN_TTL_SECONDS", default=300)
+# Placement requests are also kept in the database until answered; beat pushes again
+# those older than this (Redis restarted, a drainer killed), every as many seconds.
+PLACEMENT_SWEEP_EVERY_SECONDS = env.float("PLACEMENT_SWEEP_EVERY_SECONDS", default=5.0)
 
 # Usage roll-up and personal data. The roll-up runs every N seconds on the days that
 # changed; each run re-reads sessions changed up to OVERLAP seconds before its last
@@ -145,6 +162,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "media_nodes.tasks.media_node_probe_all",
         "schedule": MEDIA_NODE_PROBE_EVERY_SECONDS,
         "options": {"expires": MEDIA_NODE_PROBE_EVERY_SECONDS},
+    },
+    "rooms-placement-sweep": {
+        "task": "media_nodes.tasks.room_placement_sweep",
+        "schedule": PLACEMENT_SWEEP_EVERY_SECONDS,
+        "options": {"expires": PLACEMENT_SWEEP_EVERY_SECONDS},
     },
     "media-nodes-reconcile": {
         "task": "media_nodes.tasks.media_node_reconcile_all",
@@ -203,6 +225,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "console.middleware.FrenchFirstLocaleMiddleware",
+    "controlplane.sessions.SessionStoreGuard",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -1,6 +1,7 @@
 """Rooms API: create, list, rename, delete, invite, and join (the node and a LiveKit
 access token for it)."""
 
+import math
 import time
 
 from django.conf import settings
@@ -120,7 +121,8 @@ class RoomViewSet(
     def join(self, request, slug=None):
         """Join: the room's node and a LiveKit token for it. The room is placed on a
         node first if it is not live; if placing takes longer than JOIN_WAIT_SECONDS,
-        answers 202 with the URL to call again."""
+        answers 202 with the URL to call again; 503 with Retry-After when no node can
+        host it or placement is unavailable for a moment (the request is kept)."""
         if getattr(request.user, "api_token", None) is not None:
             raise PermissionDenied("Only agents join meetings.")
         room = get_object_or_404(Room, slug=slug, deleted_at__isnull=True)
@@ -130,9 +132,28 @@ class RoomViewSet(
         data.is_valid(raise_exception=True)
         allocation = services.room_live_allocation(room_id=room.pk)
         if allocation is None:
-            outcome = self._place(room, data.validated_data.get("region"))
+            try:
+                outcome = self._place(room, data.validated_data.get("region"))
+            except queueing.QueueUnavailable:
+                # The request is kept in the database: beat asks again once Redis is
+                # back, and the agent's next call finds the room placed.
+                return Response(
+                    {
+                        "detail": _(
+                            "Meetings cannot be started for a moment. "
+                            "Please try again in a few seconds."
+                        ),
+                        "code": "placement_unavailable",
+                    },
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    headers={"Retry-After": str(math.ceil(settings.PLACEMENT_SWEEP_EVERY_SECONDS))},
+                )
             if outcome.get("error") == "no_node":
-                return Response({"detail": outcome["detail"]}, status=503)
+                return Response(
+                    {"detail": outcome["detail"], "code": "no_node"},
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    headers={"Retry-After": "60"},
+                )
             allocation = services.room_live_allocation(room_id=room.pk)
         if allocation is None:
             poll = request.build_absolute_uri()
@@ -166,6 +187,8 @@ class RoomViewSet(
                 return {"placed": True}
             if outcome and outcome.startswith("no_node:"):
                 return {"error": "no_node", "detail": outcome.removeprefix("no_node:")}
+            if outcome:  # "gone" or "failed": the answer below says what to do
+                return {}
             time.sleep(pause)
             pause = min(pause * 1.5, 0.1)
         return {}

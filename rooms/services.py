@@ -21,7 +21,13 @@ from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes import metrics
 from media_nodes.models import Allocation
-from media_nodes.placement import NoNodeAvailable, allocate_in_one_statement, release, reserve
+from media_nodes.placement import (
+    NoNodeAvailable,
+    allocate_in_one_statement,
+    release,
+    request_answered,
+    reserve,
+)
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -155,6 +161,7 @@ def room_delete(*, actor: Actor, room: Room) -> None:
     room.save(update_fields=["deleted_at", "updated_at"])
     for allocation in Allocation.objects.filter(room=room, closed_at__isnull=True):
         release(allocation, Allocation.Reason.ROOM_DELETED)
+    request_answered(room.pk)
     audit_record(actor=actor, action="room.delete", target=room, ministry_id=room.ministry_id)
 
 
@@ -177,6 +184,7 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
                 .first()
             )
             if live is not None:
+                request_answered(room_id)
                 metrics.allocation_observe("existing", started)
                 return live
             node = reserve(
@@ -189,7 +197,9 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
                 room=room, node=node, reserved=room.expected_size
             )
             allocation.node = node
+            request_answered(room_id)
     except NoNodeAvailable as exc:
+        request_answered(room_id)  # the join tells the agent; beat must not retry it
         metrics.NO_NODE.inc()
         metrics.allocation_observe("no_node", started)
         logger.error(

@@ -32,8 +32,25 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 
 
+# Prometheus' multiprocess mode (controlplane/metrics.py): PROMETHEUS_MULTIPROC_DIR is
+# the pod's emptyDir (deploy/k8s/base/web.yaml) where every worker process writes its
+# counters. Both hooks run in the arbiter, which never imports the app.
+
+
+def on_starting(server):
+    """Start from an empty metrics directory, as prometheus_client asks: a container
+    restart keeps the pod's emptyDir, whose files of the previous run would otherwise
+    pile up for the pod's life. Created if missing (a plain /tmp, outside Kubernetes)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+
+
 def child_exit(server, worker):
-    """With Prometheus' multiprocess mode on, forget a dead worker's live gauges."""
+    """Forget a dead worker's live gauges (its counters stay: they still count)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

@@ -1,7 +1,8 @@
 """Deployment files: the Kubernetes overlays render and are valid objects of a current
 Kubernetes, follow the operating rules (one beat, non-root, probes, limits, no
 secret value), run one worker Deployment per queue the app's tasks are routed to,
-and the Dockerfiles pass hadolint.
+let Prometheus scrape web and every worker (and nobody else, and never through the
+Ingress), and the Dockerfiles pass hadolint.
 
 The manifests are rendered with ``kubectl kustomize``. Without kubectl those tests
 skip, saying so loudly; under ``CI=true`` they fail instead.
@@ -45,10 +46,18 @@ SECRET_SETTINGS = {
     "OIDC_RP_CLIENT_SECRET",
     "MEDIA_NODE_SECRET_KEYS",
     "USAGE_PSEUDONYM_KEY",
+    "METRICS_TOKEN",
 }
 SECRET_NAME = "controlplane-secrets"
-# Variables of the deployment itself, not read by controlplane/settings.py.
-DEPLOY_VARIABLES = {"PUBLIC_HOSTNAME", "POD_IP", "HEARTBEAT_FILE", "WEB_CONCURRENCY"}
+# Variables of the deployment itself, or read by a library (prometheus_client reads
+# PROMETHEUS_MULTIPROC_DIR), not by controlplane/settings.py.
+DEPLOY_VARIABLES = {
+    "PUBLIC_HOSTNAME",
+    "POD_IP",
+    "HEARTBEAT_FILE",
+    "WEB_CONCURRENCY",
+    "PROMETHEUS_MULTIPROC_DIR",
+}
 
 
 def _kubectl() -> str:
@@ -98,6 +107,32 @@ def main_container(obj) -> dict:
         c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == "controlplane"
     ]
     return container
+
+
+def env_values(container) -> dict[str, str]:
+    """The container's literal environment values (references are left out)."""
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def kubelet_environment(objects, container, *, pod_ip: str) -> dict[str, str]:
+    """The environment the kubelet would give ``container``: the ConfigMap of
+    ``envFrom``, then ``env`` in order, with ``$(NAME)`` expanded from the variables
+    defined before; the pod's IP for ``status.podIP``, a placeholder for a secret."""
+    configs = {c["metadata"]["name"]: c["data"] for c in of_kind(objects, "ConfigMap")}
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environment.update(configs[source["configMapRef"]["name"]])
+    for entry in container.get("env", []):
+        if "value" in entry:
+            environment[entry["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: environment.get(m[1], m[0]), entry["value"]
+            )
+        elif "secretKeyRef" in entry["valueFrom"]:
+            environment[entry["name"]] = f"secret:{entry['valueFrom']['secretKeyRef']['key']}"
+        else:
+            assert entry["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP", entry
+            environment[entry["name"]] = pod_ip
+    return environment
 
 
 def worker_queues(deployment) -> list[str]:
@@ -320,26 +355,103 @@ def test_scaling_objects_fit_their_deployments(overlay):
             assert matching[0]["spec"]["maxUnavailable"] == 1
 
 
+def _selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def admitted(objects, *, namespace: str, target: dict, port: int) -> bool:
+    """Whether the NetworkPolicies let a pod of ``namespace`` open TCP ``port`` on a pod
+    of the Deployment ``target`` (a pod selected by any Ingress policy is isolated and
+    takes only what one of them allows; named ports are the target's container ports)."""
+    own_namespace = target["metadata"]["namespace"]
+    labels = target["spec"]["template"]["metadata"]["labels"]
+    named = {p["name"]: p["containerPort"] for p in main_container(target).get("ports", [])}
+    policies = [
+        p["spec"]
+        for p in of_kind(objects, "NetworkPolicy")
+        if "Ingress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], labels)
+    ]
+    if not policies:
+        return True
+
+    def peer_matches(peer) -> bool:
+        if "namespaceSelector" in peer:
+            namespace_labels = {"kubernetes.io/metadata.name": namespace}
+            return _selects(peer["namespaceSelector"], namespace_labels) and not peer.get(
+                "podSelector", {}
+            )  # a podSelector narrowing it: not the "any pod of the namespace" asked here
+        if "podSelector" in peer:
+            return namespace == own_namespace and not peer["podSelector"]
+        return False  # ipBlock: addresses outside the cluster
+
+    def port_matches(entry) -> bool:
+        if entry.get("protocol", "TCP") != "TCP":
+            return False
+        first = named.get(entry["port"], entry["port"]) if "port" in entry else None
+        return first is None or first <= port <= entry.get("endPort", first)
+
+    return any(
+        ("from" not in rule or any(peer_matches(peer) for peer in rule["from"]))
+        and ("ports" not in rule or any(port_matches(entry) for entry in rule["ports"]))
+        for policy in policies
+        for rule in policy.get("ingress", [])
+    )
+
+
+def metrics_port(deployment) -> int:
+    """The port Prometheus scrapes on a pod of ``deployment`` (web's or a worker's)."""
+    container = main_container(deployment)
+    if component(deployment) == "web":
+        (http,) = [p for p in container["ports"] if p["name"] == "http"]
+        return http["containerPort"]
+    return int(env_values(container)["CELERY_METRICS_PORT"])
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policies(overlay):
     """Everything denied by default; web reachable from the ingress controller and
-    monitoring only; out: DNS, PostgreSQL, Redis and HTTPS (IdP, media nodes)."""
+    monitoring only, on its port; workers from monitoring only, on their metrics port;
+    beat and the migration Job from nobody. Out: DNS, PostgreSQL, Redis and HTTPS (IdP,
+    media nodes)."""
     objects = render(overlay)
     policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(objects, "NetworkPolicy")}
     deny = policies["controlplane-default-deny"]
     assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "visio-controlplane"}}
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny and "egress" not in deny
-    ingress = [p for p in policies.values() if "ingress" in p]
-    assert len(ingress) == 1
-    (web_in,) = ingress
-    assert web_in["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
-    (rule,) = web_in["ingress"]
-    sources = {
-        s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in rule["from"]
-    }
-    assert sources == {"ingress-nginx", "monitoring"}
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    deployments = of_kind(objects, "Deployment")
+    web = next(d for d in deployments if component(d) == "web")
+    workers = [d for d in deployments if component(d) == "worker"]
+    beat = next(d for d in deployments if component(d) == "beat")
+    (namespace,) = {d["metadata"]["namespace"] for d in deployments}
+    assert workers
+    for source in ("ingress-nginx", "monitoring"):
+        assert admitted(objects, namespace=source, target=web, port=8000), source
+    for source in ("kube-system", "default", namespace):
+        assert not admitted(objects, namespace=source, target=web, port=8000), source
+    assert not admitted(objects, namespace="monitoring", target=web, port=8001)
+    for worker in workers:
+        port = metrics_port(worker)
+        assert admitted(objects, namespace="monitoring", target=worker, port=port)
+        for source in ("ingress-nginx", "default", namespace):
+            assert not admitted(objects, namespace=source, target=worker, port=port), source
+        assert not admitted(objects, namespace="monitoring", target=worker, port=8000)
+    for port in (8000, metrics_port(workers[0])):
+        for source in ("monitoring", "ingress-nginx", namespace):
+            assert not admitted(objects, namespace=source, target=beat, port=port)
     egress_ports = {
         port["port"]
         for p in policies.values()
@@ -347,11 +459,205 @@ def test_network_policies(overlay):
         for port in r.get("ports", [])
     }
     assert {53, 5432, 6379, 443} <= egress_ports
+
+
+def test_the_policy_reading_is_not_a_formality():
+    """The reading of NetworkPolicies above refuses what a policy does not allow: the
+    rendered policies without the workers' metrics rule admit nobody to the workers."""
+    objects = render("prod")
+    worker = next(d for d in of_kind(objects, "Deployment") if component(d) == "worker")
+    port = metrics_port(worker)
+    assert admitted(objects, namespace="monitoring", target=worker, port=port)
+    without = [o for o in objects if o["metadata"]["name"] != "controlplane-worker-metrics"]
+    assert not admitted(without, namespace="monitoring", target=worker, port=port)
+    no_policy = [o for o in objects if o["kind"] != "NetworkPolicy"]
+    assert admitted(no_policy, namespace="default", target=worker, port=port)
+
+
+# -- Metrics: what Prometheus scrapes ---------------------------------------------
+
+
+def _scraped(objects) -> list[dict]:
+    return [d for d in of_kind(objects, "Deployment") if component(d) in ("web", "worker")]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_and_every_worker_count_in_an_empty_dir_of_their_pod(overlay):
+    """Web and every worker run with PROMETHEUS_MULTIPROC_DIR at the mount point of an
+    emptyDir of their own (so it exists, starts empty and is writable under the
+    read-only root), on disk (a full tmpfs would SIGBUS a process writing its mapped
+    file), bounded. Any other pod setting it would need the same, or crash at import."""
+    objects = render(overlay)
+    for deployment in workloads(objects):
+        name = deployment["metadata"]["name"]
+        container = main_container(deployment)
+        path = env_values(container).get("PROMETHEUS_MULTIPROC_DIR")
+        if deployment in _scraped(objects):
+            assert path, name
+        if not path:
+            continue
+        mounts = [m for m in container["volumeMounts"] if m["mountPath"] == path]
+        assert len(mounts) == 1, name
+        (mount,) = mounts
+        assert not mount.get("readOnly") and "subPath" not in mount, name
+        pod = deployment["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert "emptyDir" in volume, name
+        assert volume["emptyDir"].get("medium") != "Memory", name
+        assert volume["emptyDir"]["sizeLimit"], name
+        others = [
+            m
+            for c in pod["containers"] + pod.get("initContainers", [])
+            for m in c.get("volumeMounts", [])
+            if m["name"] == mount["name"] and m is not mount
+        ]
+        assert not others, name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_worker_serves_its_metrics_port(overlay):
+    """Each worker Deployment serves its pool's counters on CELERY_METRICS_PORT, on
+    every address of the pod, from a named container port, announced to Prometheus by
+    annotations, and logs its tasks (INFO). Web is announced on its serving port."""
+    objects = render(overlay)
+    workers = [d for d in of_kind(objects, "Deployment") if component(d) == "worker"]
+    assert len(workers) == len(routed_queues())
+    for deployment in _scraped(objects):
+        name = deployment["metadata"]["name"]
+        container = main_container(deployment)
+        port = metrics_port(deployment)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        assert annotations["prometheus.io/port"] == str(port), name
+        assert port in {p["containerPort"] for p in container["ports"]}, name
+        if component(deployment) != "worker":
+            continue
+        env = env_values(container)
+        assert port > 0 and port != 8000, name
+        assert env.get("CELERY_METRICS_ADDR", settings.CELERY_METRICS_ADDR) in ("0.0.0.0", "::")
+        (named,) = [p for p in container["ports"] if p["name"] == "metrics"]
+        assert named == {"name": "metrics", "containerPort": port, "protocol": "TCP"}, name
+        assert "--loglevel=INFO" in container["args"], name
+    for deployment in of_kind(objects, "Deployment"):
+        if component(deployment) == "beat":
+            annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+            assert "prometheus.io/scrape" not in annotations  # beat serves nothing
+
+
+def _ingress_routes(ingress, path: str) -> bool:
+    """Whether the Ingress sends ``path`` to a backend (Kubernetes' path matching:
+    Exact is the whole path; Prefix matches whole path elements)."""
+    elements = [e for e in path.split("/") if e]
+    for rule in ingress["spec"]["rules"]:
+        for route in rule["http"]["paths"]:
+            if route["pathType"] == "Exact" and route["path"] == path:
+                return True
+            if route["pathType"] == "Prefix":
+                prefix = [e for e in route["path"].split("/") if e]
+                if elements[: len(prefix)] == prefix:
+                    return True
+            assert route["pathType"] in ("Exact", "Prefix"), route  # no controller-specific
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_never_routes_metrics(overlay):
+    """No Ingress path sends /metrics (or anything under it) to the pods, and nothing
+    falls through to a default backend; every other top-level path of the app's URLs,
+    and the static files, is routed."""
+    from django.urls import URLResolver, get_resolver, reverse
+
+    objects = render(overlay)
+    (ingress,) = of_kind(objects, "Ingress")
+    assert "defaultBackend" not in ingress["spec"]
+    assert reverse("metrics") == "/metrics"
+    for path in ("/metrics", "/metrics/", "/metrics/x", "//metrics", "/metrics.txt"):
+        assert not _ingress_routes(ingress, path), path
+    for pattern in get_resolver().url_patterns:
+        if getattr(pattern, "name", None) == "metrics":
+            continue
+        route = "/" + str(pattern.pattern)
+        assert _ingress_routes(ingress, route), f"{route} is not routed by the Ingress"
+        if isinstance(pattern, URLResolver):  # an include(): everything under it
+            assert _ingress_routes(ingress, route + "anything"), route
+    assert _ingress_routes(ingress, settings.STATIC_URL + "dsfr/dsfr.min.css")
+    assert not _ingress_routes(ingress, "/anything-else")
+
+
+def test_the_ingress_reading_is_not_a_formality():
+    """The path matching above would see /metrics routed by a catch-all rule."""
+    (ingress,) = of_kind(render("prod"), "Ingress")
+    catch_all = yaml.safe_load(yaml.safe_dump(ingress))
+    catch_all["spec"]["rules"][0]["http"]["paths"].append(
+        {**ingress["spec"]["rules"][0]["http"]["paths"][0], "path": "/", "pathType": "Prefix"}
+    )
+    assert _ingress_routes(catch_all, "/metrics")
+
+
+@pytest.mark.django_db
+def test_prometheus_scrapes_a_web_pod_by_its_address(client, settings):
+    """With the web pod's environment as the kubelet makes it, Prometheus' request to
+    http://POD_IP:8000/metrics with the token gets the figures (host allowed, no HTTPS
+    redirect); without the token, from the pod network or relayed by the Ingress, it is
+    refused; another host is refused whatever the token."""
+    objects = render("prod")
     web = next(d for d in of_kind(objects, "Deployment") if component(d) == "web")
-    annotations = web["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/path"] == "/metrics"
-    assert annotations["prometheus.io/port"] == "8000"
+    environment = kubelet_environment(objects, main_container(web), pod_ip="10.42.3.17")
+    settings.ALLOWED_HOSTS = environment["ALLOWED_HOSTS"].split(",")
+    settings.METRICS_ALLOWED_NETWORKS = environment["METRICS_ALLOWED_NETWORKS"].split(",")
+    assert environment["METRICS_TOKEN"] == "secret:METRICS_TOKEN"
+    settings.METRICS_TOKEN = "prometheus-bearer-for-the-deploy-test-0123456789"
+    settings.SECURE_SSL_REDIRECT = True  # production's default
+    bearer = f"Bearer {settings.METRICS_TOKEN}"
+    prometheus = {"HTTP_HOST": "10.42.3.17:8000", "REMOTE_ADDR": "10.42.9.4"}
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION=bearer, **prometheus)
+    assert scraped.status_code == 200, scraped.content[:300]
+    assert b"visio_http_requests_total" in scraped.content
+    assert client.get("/metrics", **prometheus).status_code == 401
+    public = environment["PUBLIC_HOSTNAME"]
+    relayed = client.get(
+        "/metrics",
+        HTTP_HOST=public,
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+        HTTP_X_FORWARDED_PROTO="https",
+        REMOTE_ADDR="10.42.1.2",
+    )
+    assert relayed.status_code == 401
+    stranger = {"HTTP_HOST": "10.42.3.18:8000", "REMOTE_ADDR": "10.42.9.4"}
+    assert client.get("/metrics", HTTP_AUTHORIZATION=bearer, **stranger).status_code == 400
+    # The public host works too, but only over HTTPS: the console is redirected.
+    assert client.get("/console/", HTTP_HOST=public).status_code == 301
+
+
+def test_gunicorn_starts_metrics_afresh_and_forgets_dead_workers(tmp_path, monkeypatch):
+    """gunicorn.conf.py, with the PROMETHEUS_MULTIPROC_DIR the web pod gets: at start the
+    directory is emptied of a previous run's files (created if missing); when a worker
+    dies its live gauges go and its counters stay."""
+    import runpy
+    from types import SimpleNamespace
+
+    web = next(d for d in of_kind(render("prod"), "Deployment") if component(d) == "web")
+    assert "command" not in main_container(web)  # the image's gunicorn, with this file
+    assert env_values(main_container(web))["PROMETHEUS_MULTIPROC_DIR"]
+    config = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    directory = tmp_path / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    config["on_starting"](None)
+    assert directory.is_dir()
+    for name in ("counter_7.db", "histogram_7.db", "gauge_livesum_7.db", "gauge_livesum_8.db"):
+        (directory / name).write_bytes(b"")
+    config["child_exit"](None, SimpleNamespace(pid=7))
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "counter_7.db",
+        "gauge_livesum_8.db",
+        "histogram_7.db",
+    ]
+    config["on_starting"](None)
+    assert directory.is_dir() and not list(directory.iterdir())
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    config["on_starting"](None)
+    config["child_exit"](None, SimpleNamespace(pid=8))  # off: nothing touched, no error
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -15,6 +15,7 @@ from tests.conftest import requires_postgres, requires_redis
 from tests.test_metrics import parse, value
 from tests.test_placement import make_node
 from tests.workers import celery_worker
+from tests.workers import output as worker_output
 
 pytestmark = [requires_postgres, requires_redis, pytest.mark.integration]
 
@@ -68,7 +69,14 @@ def test_worker_carries_the_request_id_and_serves_its_metrics(world, settings, t
             ):
                 break
             time.sleep(0.2)
-    output = worker.stdout.read()
+        # The worker logs a task's success just after it returns: wait for the line.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            log = worker_output(worker)
+            if any("room_allocate_drain" in x and "succeeded" in x for x in log.splitlines()):
+                break
+            time.sleep(0.2)
+    output = log
     assert value(samples, "visio_allocations_total", outcome="placed") == 1
     assert value(samples, "visio_allocation_seconds_count", outcome="placed") == 1
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -16,6 +16,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.models import Agent
 from audit.actor import Actor
+from controlplane.api import SLUG_LOOKUP
 from media_nodes import queueing
 from rooms import selectors, services
 from rooms.models import Room
@@ -51,6 +52,12 @@ JoinAnswer = inline_serializer(
 )
 
 
+JoinPending = inline_serializer(
+    "JoinPending",
+    {"detail": serializers.CharField(), "poll": serializers.URLField()},
+)
+
+
 class IsAgent(permissions.BasePermission):
     """Rooms are the agents' own: sessions only, never an API token."""
 
@@ -73,6 +80,7 @@ class RoomViewSet(
 ):
     serializer_class = RoomSerializer
     lookup_field = "slug"
+    lookup_value_regex = SLUG_LOOKUP
     permission_classes = [IsAgent]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -115,7 +123,13 @@ class RoomViewSet(
 
     @extend_schema(
         request=JoinSerializer,
-        responses={200: JoinAnswer, 202: None, 403: None, 404: None, 503: None},
+        responses={
+            200: JoinAnswer,
+            202: OpenApiResponse(JoinPending, description="Being placed: call `poll` again."),
+            403: OpenApiResponse(description="Not invited, or not an agent's own session."),
+            404: OpenApiResponse(description="No such room."),
+            503: OpenApiResponse(description="No media node can take the meeting now."),
+        },
     )
     @action(detail=True, methods=["post"])
     def join(self, request, slug=None):

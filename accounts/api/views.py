@@ -31,7 +31,7 @@ from accounts.api.serializers import (
 )
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
-from controlplane.api import TOO_MANY_TOKENS, TokenIssueThrottle
+from controlplane.api import SLUG_LOOKUP, TOO_MANY_TOKENS, TokenIssueThrottle
 
 
 class MinistryViewSet(
@@ -41,6 +41,7 @@ class MinistryViewSet(
 
     serializer_class = MinistrySerializer
     lookup_field = "code"
+    lookup_value_regex = SLUG_LOOKUP
     filterset_fields = ["state"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
@@ -190,7 +191,7 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
         token.token = clear
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ApiTokenSerializer)
+    @extend_schema(responses={200: ApiTokenSerializer})
     def destroy(self, request, pk=None):
         """Revoke the token (it stays listed, with its revocation date)."""
         token = services.api_token_revoke(

@@ -372,7 +372,6 @@ def _instants(data: bytes) -> np.ndarray:
 
 def _peaks_postgresql(cursor, params: dict, day_count: int) -> list[tuple[int, int, int, int]]:
     """Peaks of the range, one day at a time, from ``PIECES_ARRAYS_SQL``."""
-    cursor.execute(PIECES_ARRAYS_SQL, params)
     results: list[tuple[int, int, int, int]] = []
     day, parts = None, []
 
@@ -387,11 +386,15 @@ def _peaks_postgresql(cursor, params: dict, day_count: int) -> list[tuple[int, i
             }
             results.extend((day, m, u, peak) for _, m, u, peak in sweep_peaks(pieces, 1))
 
-    for row_day, m, u, t0, t1 in cursor:
-        if row_day != day:
-            flush()
-            day, parts = row_day, []
-        parts.append((m, u, _instants(t0), _instants(t1)))
+    # A server-side cursor: rows come a few at a time, so only about a day is held.
+    with cursor.connection.connection.cursor(name="usage_rollup_pieces") as server:
+        server.itersize = 64
+        server.execute(PIECES_ARRAYS_SQL, params)
+        for row_day, m, u, t0, t1 in server:
+            if row_day != day:
+                flush()
+                day, parts = row_day, []
+            parts.append((m, u, _instants(t0), _instants(t1)))
     flush()
     return results
 

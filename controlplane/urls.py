@@ -29,3 +29,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
+
+# A database outage answers 503 with Retry-After, in the caller's format.
+handler500 = "controlplane.outage.server_error"

@@ -337,6 +337,66 @@ def wait_ready(base: str, procs: Processes, timeout: float = 60) -> None:
     raise SystemExit(f"the service was not ready within {timeout:.0f} s")
 
 
+# --- Where the CPU goes ---------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def _cpu(pid: int) -> float:
+    """User and system seconds of one process (fields 14 and 15 of its stat line)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy since boot (every process, ours or not)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each group of processes (with their children), of this
+    run's PostgreSQL backends, and of the whole machine."""
+    snapshot = {
+        name: sum(_cpu(p) for root in roots for p in _process_tree(root))
+        for name, roots in groups.items()
+    }
+    with psycopg.connect(ADMIN_DB, autocommit=True) as conn:
+        backends = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (DB,)
+        ).fetchall()
+    snapshot["postgres"] = sum(_cpu(pid) for (pid,) in backends)
+    snapshot["machine"] = machine_busy()
+    return snapshot
+
+
+def cpu_report(label: str, before: dict, after: dict, wall: float) -> str:
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    machine = spent.pop("machine")
+    ours = sum(spent.values())
+    parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items())
+    return (
+        f"CPU seconds during {label} ({wall:.1f} s): {parts}; this run {ours:.1f}, "
+        f"other work on the machine {max(machine - ours, 0):.1f} "
+        f"(of {os.cpu_count()} CPUs x {wall:.1f} s = {os.cpu_count() * wall:.0f})"
+    )
+
+
 # --- The load generator (its own process) ---------------------------------------------
 
 
@@ -407,6 +467,7 @@ def generate(config_path: str) -> int:
     # 1. Logins (warm-up agents first: they also warm every gunicorn worker up).
     for agent in warmup:
         login(agent, base)
+    print("PHASE logins", flush=True)
     to_login = [] if with_login else measured
     login_times: list[float] = []
     login_errors: dict[str, int] = {}
@@ -433,6 +494,7 @@ def generate(config_path: str) -> int:
     # 2. Warm-up joins (placements, prepared statements), not measured.
     for agent in warmup:
         arrive(agent, base, with_login=False)
+    print("PHASE joins", flush=True)
 
     # 3. Open-loop steps.
     schedule: list[tuple[int, float, Agent]] = []  # (step, scheduled instant, agent)
@@ -473,6 +535,7 @@ def generate(config_path: str) -> int:
             if delay > 0:
                 time.sleep(delay)
             pool.submit(play, step, scheduled, agent)
+    print("PHASE end", flush=True)
     results["outcomes"] = outcomes
     Path(config["results"]).write_text(json.dumps(results))
     return 0
@@ -687,17 +750,36 @@ def main() -> int:
                         }
                     )
                 )
-                generator = subprocess.run(
-                    [sys.executable, __file__, "--generate", str(config)], cwd=ROOT
+                generator = subprocess.Popen(
+                    [sys.executable, __file__, "--generate", str(config)],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    text=True,
                 )
-                procs.check_alive()
-                if generator.returncode != 0:
+                groups = {"gunicorn": [], "celery": [], "beat": [], "nodes": []}
+                for name, process in procs.started:
+                    group = name.rstrip("0123456789").split("-")[0].replace("worker", "celery")
+                    groups[group].append(process.pid)
+                groups["idp"] = [idp.process.pid]
+                groups["generator"] = [generator.pid]
+                snapshots = {}
+                for line in generator.stdout:
+                    if line.startswith("PHASE "):
+                        snapshots[line.split()[1]] = (time.perf_counter(), cpu_snapshot(groups))
+                if generator.wait() != 0:
                     raise SystemExit("the load generator failed")
+                procs.check_alive()
                 results = json.loads(results_path.read_text())
         finally:
             logs = {name: procs.log(name) for name, _ in procs.started}
             procs.stop()
     report(results, steps, args.step_seconds, args.login_in_load)
+    phases = [("the joins", "joins", "end")]
+    if not args.login_in_load:
+        phases.insert(0, ("the logins", "logins", "joins"))
+    for label, start, end in phases:
+        (t0, before), (t1, after) = snapshots[start], snapshots[end]
+        print(cpu_report(label, before, after, t1 - t0))
     tracebacks = [name for name, text in logs.items() if "Traceback" in text]
     if tracebacks:
         print(f"tracebacks in the logs of: {', '.join(tracebacks)}")

@@ -37,5 +37,6 @@ def test_peak_benchmark_quick():
     assert [float(r[0]) for r in rows] == [2.0, 4.0], out
     assert all(int(r[1]) > 0 and float(r[2]) > 0 and int(r[7]) == 0 for r in rows), out
     assert "highest rate held (p99 < 1 s, no error):" in out
+    assert re.search(r"CPU seconds during the joins .*gunicorn [\d.]+.*other work", out), out
     assert "tracebacks in the logs" not in out, out
     assert elapsed < 60, f"the quick run took {elapsed:.0f} s"

@@ -24,9 +24,9 @@ Then a load generator, in its own process, plays the morning:
    it live.
 
 Why logins come first and not inside each arrival: one login costs the service and
-the IdP about as much CPU as ten joins, so on this 2-CPU machine logins inside the
-join load would measure the login again (``bench/login.py`` does) rather than the
-joins. The sessions the joins use are the ones the real login flow created (in
+the IdP more CPU than the arrival it precedes, so on this 2-CPU machine logins inside
+the join load would mostly measure the login again (``bench/login.py`` does) rather
+than the joins. The sessions the joins use are the ones the real login flow created (in
 Redis, as in production); nothing is forged. ``--login-in-load`` puts the login
 inside every arrival instead, for the fully end-to-end figure.
 

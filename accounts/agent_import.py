@@ -61,7 +61,15 @@ HEADERS = {
 }
 FIELDS = ("email", "given_name", "usual_name", "external_id", "organizational_unit")
 BATCH = 2000
-LIMITS = {"given_name": 150, "usual_name": 150, "external_id": 255, "organizational_unit": 255}
+LIMITS = {
+    "email": 254,
+    "given_name": 150,
+    "usual_name": 150,
+    "external_id": 255,
+    "organizational_unit": 255,
+}
+# A spreadsheet takes a cell starting with one of these for a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 class ImportFileError(ValueError):
@@ -95,16 +103,29 @@ class ImportPlan:
         return {a: self.count(a) for a in ("create", "update", "unchanged", "deactivate", "error")}
 
     def errors_csv(self) -> str:
-        """The rows in error, with line, column and reason, for the ministry to fix."""
+        """The rows in error, with line, column and reason, for the ministry to fix.
+
+        It is opened in a spreadsheet and stored as text: cells read as formulas get a
+        leading apostrophe, control characters (NUL among them) become U+FFFD.
+        """
         out = io.StringIO()
         writer = csv.writer(out, delimiter=self.delimiter)
         writer.writerow(["line", "column", "reason", *FIELDS])
         for row in self.rows:
             if row.action == "error":
-                writer.writerow(
-                    [row.line, row.column, row.reason, *(row.values.get(f, "") for f in FIELDS)]
-                )
+                cells = [row.reason, *(row.values.get(f, "") for f in FIELDS)]
+                writer.writerow([row.line, row.column, *(_cell_safe(c) for c in cells)])
         return out.getvalue()
+
+
+def _cell_safe(text: str) -> str:
+    text = "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _control_character(text: str) -> str | None:
+    """The first control character of ``text`` (NUL, bell, line break...), or None."""
+    return next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)
 
 
 def _normalise_header(text: str) -> str:
@@ -122,12 +143,20 @@ def decode(raw: bytes) -> tuple[str, str]:
         )
     if not raw.strip():
         raise ImportFileError(_("The file is empty."))
-    if b"\x00" in raw[:4096]:
+    head = raw[:4096]
+    # UTF-16 text is about half NULs; a stray NUL is a cell's problem (a row error).
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") * 4 >= len(head):
         raise ImportFileError(
             _("The file looks like UTF-16: save it as CSV UTF-8 or Windows-1252.")
         )
     if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8"), "utf-8-sig"
+        try:
+            return raw[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                _("The file starts as UTF-8 (byte-order mark) but byte %(pos)d is not UTF-8.")
+                % {"pos": exc.start + 3}
+            ) from exc
     try:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -146,8 +175,9 @@ def parse(text: str, delimiter: str | None = None) -> tuple[list[tuple[int, dict
     if delimiter is None:
         delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records = _records(reader)
     try:
-        header = next(reader)
+        header = next(records)
     except StopIteration as exc:
         raise ImportFileError(_("The file has no header line.")) from exc
     columns = [HEADERS.get(_normalise_header(h)) for h in header]
@@ -156,7 +186,7 @@ def parse(text: str, delimiter: str | None = None) -> tuple[list[tuple[int, dict
             _("No email column: expected one of “email”, “courriel”, “adresse électronique”.")
         )
     rows, problems = [], []
-    for values in reader:
+    for values in records:
         line = reader.line_num
         if not any(v.strip() for v in values):
             continue
@@ -175,6 +205,28 @@ def parse(text: str, delimiter: str | None = None) -> tuple[list[tuple[int, dict
     return rows, delimiter, problems
 
 
+def _records(reader):
+    """The reader's records; one it cannot read refuses the file, naming its line."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise ImportFileError(
+                    _(
+                        "Line %(line)d cannot be read: a field is longer than %(limit)d "
+                        "characters (a quote left open?)."
+                    )
+                    % {"line": start, "limit": csv.field_size_limit()}
+                ) from exc
+            raise ImportFileError(
+                _("Line %(line)d cannot be read: %(reason)s.") % {"line": start, "reason": exc}
+            ) from exc
+
+
 def _in_batches(queryset, field: str, values: list, size: int = 5000):
     """Rows of ``queryset`` whose ``field`` is in ``values``, a few thousand per query
     (PostgreSQL takes at most 65,535 parameters in one statement)."""
@@ -184,6 +236,9 @@ def _in_batches(queryset, field: str, values: list, size: int = 5000):
 
 def _check_row(values: dict, domains: set[str]) -> tuple[str, str] | None:
     """(column, reason) of the first problem of a row, or None."""
+    for name in FIELDS:
+        if (char := _control_character(values.get(name, ""))) is not None:
+            return name, _("Contains a control character (U+%(code)04X).") % {"code": ord(char)}
     email = values.get("email", "").lower()
     try:
         validate_email(email)
@@ -228,8 +283,12 @@ def agent_import_plan(
     domains = set(ministry.domains.values_list("domain", flat=True))
     emails = [v.get("email", "").lower() for _line, v in rows]
     listed = set(emails)
-    known = {a.email: a for a in _in_batches(Agent.objects.all(), "email", emails)}
+    # A NUL cannot be stored nor even looked up in PostgreSQL: such rows are errors
+    # (control character) and need no lookup.
+    searchable = [e for e in emails if "\x00" not in e]
+    known = {a.email: a for a in _in_batches(Agent.objects.all(), "email", searchable)}
     ids = [v["external_id"] for _line, v in rows if v.get("external_id")]
+    ids = [i for i in ids if "\x00" not in i]
     id_owner = {
         a.external_id: a.email
         for a in _in_batches(Agent.objects.filter(ministry=ministry), "external_id", ids)

@@ -14,6 +14,7 @@ from accounts.agent_import import (
     agent_import_apply,
     agent_import_plan,
 )
+from accounts.metrics import IMPORT_JOBS, IMPORT_ROWS
 from accounts.models import AgentImportJob
 from audit.actor import Actor
 from licensing.services import NoFreeSeat
@@ -141,4 +142,9 @@ def agent_import_job_run(job_id: str) -> str:
             "updated_at",
         ]
     )
+    mode = "apply" if job.apply else "preview"
+    IMPORT_JOBS.labels(state=job.state, mode=mode).inc()
+    for action, rows in (job.counts or {}).items():
+        if rows:
+            IMPORT_ROWS.labels(action=action, mode=mode).inc(rows)
     return job.state

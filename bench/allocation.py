@@ -362,6 +362,7 @@ def main() -> int:
     from media_nodes import queueing
 
     stale = [queueing.PENDING] + [queueing.SLOT.format(i) for i in range(64)]
+    stale += [queueing.INFLIGHT.format(i) for i in range(64)]
     queueing.client().delete(*stale)
     clients = 2 * WORKER_PROCESSES
     tps = pgbench_tps(clients, args.pgbench_seconds)

@@ -3,11 +3,18 @@
 Tasks are acknowledged late (a worker that dies mid-task gets it delivered
 again), have soft and hard time limits and bounded retries, and run on one
 queue per kind of work (see ``CELERY_QUEUES`` in settings).
+
+Workers log through the project's ``LOGGING`` (JSON in production) at the level
+given by ``--loglevel``, and carry the request id of the request that queued a
+task (``controlplane.logs``). With ``CELERY_METRICS_PORT`` set, the worker's main
+process serves its Prometheus metrics (``controlplane.metrics``).
 """
 
+import logging
+import logging.config
 import os
 
-from celery import Celery, Task
+from celery import Celery, Task, signals
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
@@ -52,3 +59,68 @@ class BaseTask(Task):
     retry_backoff = 2
     retry_backoff_max = 60
     retry_jitter = True
+
+
+# -- Logs: the project's format, and the request id carried into tasks --------------
+
+
+@signals.setup_logging.connect
+def _setup_logging(loglevel=None, **kwargs):
+    """Use the project's LOGGING (JSON in production) instead of Celery's own format."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
+@signals.before_task_publish.connect
+def _request_id_to_headers(headers=None, **kwargs):
+    """A task queued while serving a request (or another task) carries its id."""
+    from controlplane import logs
+
+    request_id = logs.request_id_get()
+    if request_id and headers is not None:
+        headers.setdefault("request_id", request_id)
+
+
+@signals.task_prerun.connect
+def _request_id_from_headers(task=None, **kwargs):
+    """The worker logs a task's lines with the id of the request that queued it."""
+    from controlplane import logs
+
+    if task is None or task.request.is_eager:
+        return  # run inline: the request's own id is already current
+    request_id = getattr(task.request, "request_id", None) or (
+        (task.request.headers or {}).get("request_id")
+    )
+    task.request.request_id_token = logs.request_id_set(request_id or None)
+
+
+@signals.task_postrun.connect
+def _request_id_restore(task=None, **kwargs):
+    from controlplane import logs
+
+    token = getattr(task.request, "request_id_token", None) if task is not None else None
+    if token is not None:
+        task.request.request_id_token = None
+        logs.request_id_reset(token)
+
+
+# -- Metrics: a worker serves the counters of its pool's processes -------------------
+
+
+@signals.worker_ready.connect
+def _serve_metrics(**kwargs):
+    from django.conf import settings
+
+    if settings.CELERY_METRICS_PORT:
+        from controlplane import metrics
+
+        metrics.worker_metrics_serve(
+            port=settings.CELERY_METRICS_PORT, addr=settings.CELERY_METRICS_ADDR
+        )
+
+
+# Liveness files for the Kubernetes probes of workers and beat (HEARTBEAT_FILE).
+from controlplane import heartbeat  # noqa: E402, F401

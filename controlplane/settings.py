@@ -5,11 +5,14 @@ asked for). With DEBUG off the process refuses to start on a default secret,
 a default database or a missing broker: production never runs on demo values.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+
+from controlplane.ratelimit import Rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,6 +70,20 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=5)
+# Redis transport: a message a worker took and never acknowledged (tasks are acked
+# late; the worker was killed) goes back on its queue after the visibility timeout.
+# It applies to every message, including those of tasks still running or waiting for
+# their retry countdown, so it must exceed the longest task's hard time limit (usage
+# retention: 3,300 s) plus a retry's countdown, or such tasks run twice. Allocation
+# does not wait for it: beat's placement sweep asks again for lost placements.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    # Workers look for such messages every tenth of the timeout (1 s to 60 s; kombu's
+    # own default is every 100 s, whatever the timeout).
+    "unacked_restore_interval": max(1, min(60, CELERY_VISIBILITY_TIMEOUT_SECONDS // 10)),
+    "unacked_restore_throttle": 1,
+}
 # Celery's Django fixup closes the database connection around every task unless told
 # to reuse it: a new PostgreSQL session per task costs more than placing a room.
 # Connections are still closed every N tasks and whenever CONN_MAX_AGE expires.
@@ -109,6 +126,9 @@ JOIN_WAIT_SECONDS = env.float("JOIN_WAIT_SECONDS", default=3.0)
 ALLOCATION_DRAINERS = env.int("ALLOCATION_DRAINERS", default=4)
 ALLOCATION_BATCH = env.int("ALLOCATION_BATCH", default=50)
 JOIN_TOKEN_TTL_SECONDS = env.int("JOIN_TOKEN_TTL_SECONDS", default=300)
+# Placement requests are also kept in the database until answered; beat pushes again
+# those older than this (Redis restarted, a drainer killed), every as many seconds.
+PLACEMENT_SWEEP_EVERY_SECONDS = env.float("PLACEMENT_SWEEP_EVERY_SECONDS", default=5.0)
 
 # Usage roll-up and personal data. The roll-up runs every N seconds on the days that
 # changed; each run re-reads sessions changed up to OVERLAP seconds before its last
@@ -148,6 +168,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "media_nodes.tasks.media_node_probe_all",
         "schedule": MEDIA_NODE_PROBE_EVERY_SECONDS,
         "options": {"expires": MEDIA_NODE_PROBE_EVERY_SECONDS},
+    },
+    "rooms-placement-sweep": {
+        "task": "media_nodes.tasks.room_placement_sweep",
+        "schedule": PLACEMENT_SWEEP_EVERY_SECONDS,
+        "options": {"expires": PLACEMENT_SWEEP_EVERY_SECONDS},
     },
     "media-nodes-reconcile": {
         "task": "media_nodes.tasks.media_node_reconcile_all",
@@ -198,10 +223,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer, even a redirect to HTTPS, has an id, a log line and a count.
+    "controlplane.logs.RequestIdMiddleware",
+    "controlplane.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "controlplane.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "console.middleware.FrenchFirstLocaleMiddleware",
+    "controlplane.sessions.SessionStoreGuard",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -306,11 +336,41 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # the provider's redirect back to the callback is top-level
+# No script of this site reads the CSRF cookie (forms carry the token; Swagger UI gets
+# it in its script), so scripts may not read it at all.
+CSRF_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
 # Behind the load balancer, audit events take the client address from the last
 # X-Forwarded-For entry (the one the balancer appended); never trust it otherwise.
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+# Content Security Policy (controlplane/security.py): no inline script or style, no
+# third-party origin. Forms may also post (and redirect) to these origins, besides the
+# identity provider's, which is added from OIDC_OP_DISCOVERY_URL.
+CSP_FORM_ACTION_EXTRA = env.list("CSP_FORM_ACTION_EXTRA", default=[])
+
+
+def _rate(name: str, default: str) -> Rate:
+    try:
+        return Rate.parse(env.str(name, default=default), name=name)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+
+
+# Rate limits (controlplane/ratelimit.py), "N/period" with period s, m, h or d (e.g.
+# 5m); "0/m" turns one off. Shared by the replicas through CACHE_URL (per process
+# without it). Login limits count per client address, and a ministry behind one NAT
+# shares one: LOGIN counts login starts (/oidc/authenticate/; silent re-logins do not
+# pass there), LOGIN_FAILURES refused callbacks (forged or replayed answers), after
+# which that address's callbacks get 429 until the window ends.
+RATE_LIMIT_LOGIN = _rate("RATE_LIMIT_LOGIN", "600/m")
+RATE_LIMIT_LOGIN_FAILURES = _rate("RATE_LIMIT_LOGIN_FAILURES", "30/m")
+RATE_LIMIT_TOKENS = _rate("RATE_LIMIT_TOKENS", "20/h")
+RATE_LIMIT_SCIM = _rate("RATE_LIMIT_SCIM", "1200/m")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -337,6 +397,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.api.schema_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.Role",
         "TokenRoleEnum": "accounts.models.TOKEN_ROLE_CHOICES",
@@ -357,9 +421,48 @@ API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=366)
 # The readiness probe gives the broker this long to answer.
 READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
 
+# Prometheus (controlplane/metrics.py). /metrics answers a bearer METRICS_TOKEN, or a
+# direct request (not through the load balancer) from METRICS_ALLOWED_NETWORKS.
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself) shares counters between
+# the processes of a pod; workers serve theirs on CELERY_METRICS_PORT (0: off).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)"
+        ) from exc
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="0.0.0.0")  # noqa: S104
+
+# Logs go to stderr: one JSON object per line in production, readable lines with
+# DEBUG; both carry the request id and are redacted (controlplane/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "controlplane.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "controlplane.logs.JsonFormatter"},
+        "text": {"()": "controlplane.logs.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's own handlers would print unredacted lines: everything goes through
+        # the one above. runserver's request lines carry query strings (OIDC codes):
+        # the access log (controlplane.access) replaces them.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "level": "WARNING", "propagate": True},
+    },
 }

@@ -1,19 +1,27 @@
-"""Root URL configuration: API, schema, console, health."""
+"""Root URL configuration: API, schema, console, health, metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from controlplane import health
+from controlplane import health, metrics
 from rooms import webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:home", permanent=False)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves its script from a URL, not inline (Content Security Policy).
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema", template_name="controlplane/swagger_ui.html"
+        ),
+        name="api-docs",
+    ),
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("audit.api.urls")),
     path("api/v1/", include("licensing.api.urls")),
@@ -30,5 +38,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler404 = "controlplane.api.not_found"
 # A database outage answers 503 with Retry-After, in the caller's format.
 handler500 = "controlplane.outage.server_error"

@@ -11,6 +11,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.access import access_for
 from audit.actor import Actor
+from controlplane.api import SLUG_LOOKUP
 from media_nodes import services
 from media_nodes.models import MediaNode
 
@@ -63,6 +64,7 @@ class MediaNodeViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
 
     serializer_class = MediaNodeSerializer
     lookup_field = "name"
+    lookup_value_regex = SLUG_LOOKUP
     filterset_fields = ["state", "region", "is_up"]
 
     def get_queryset(self):

@@ -31,6 +31,17 @@ def encrypt(clear: str) -> str:
     return _fernet(_keys()).encrypt(clear.encode()).decode()
 
 
+def reencrypt(token: str) -> str:
+    """The same secret encrypted with the newest key (it may have been under any key
+    still listed), so that older keys can then be dropped from the list."""
+    try:
+        return _fernet(_keys()).rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError(
+            "The media node secret cannot be decrypted with the current keys."
+        ) from exc
+
+
 def decrypt(token: str) -> str:
     try:
         return _fernet(_keys()).decrypt(token.encode()).decode()

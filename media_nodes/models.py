@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from controlplane.models import BaseModel
@@ -112,3 +113,25 @@ class Allocation(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.room_id} on {self.node_id}"
+
+
+class PlacementRequest(models.Model):
+    """A join asked for a room to be placed and no answer has been given yet.
+
+    The request itself travels through Redis (``media_nodes.queueing``); this row is
+    its durable copy, written before the push and deleted when the room is placed or
+    refused. A Redis restart or a drainer killed mid-batch loses the Redis copy; beat's
+    ``room_placement_sweep`` finds the rows left over and asks again.
+    """
+
+    room = models.OneToOneField(
+        "rooms.Room", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    region = models.CharField(max_length=32, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["requested_at"], name="placement_request_age")]
+
+    def __str__(self) -> str:
+        return f"{self.room_id} since {self.requested_at:%H:%M:%S}"

@@ -22,7 +22,7 @@ from django.db.models.functions import Cast, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from media_nodes.models import Allocation, MediaNode
+from media_nodes.models import Allocation, MediaNode, PlacementRequest
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +112,19 @@ def release(allocation: Allocation, reason: str) -> bool:
     return bool(closed)
 
 
+def request_answered(room_id) -> None:
+    """The room's placement request, if any, has its answer (placed, already live, or
+    refused): beat's sweep must not ask again."""
+    PlacementRequest.objects.filter(room_id=room_id).delete()
+
+
 # One round trip on PostgreSQL: lock the room, find its live allocation or choose a
 # node (same rule as ``reserve``: region first, then fill after placement, SKIP
 # LOCKED), reserve on it and record the allocation. Returns no row when nothing was
 # found without waiting (no eligible node, or all of them locked): the caller then
-# takes the general path, which waits for locks and raises NoNodeAvailable.
+# takes the general path, which waits for locks and raises NoNodeAvailable. A placed
+# or already live room's placement request (see ``PlacementRequest``) is answered:
+# deleted in the same statement.
 ALLOCATE_SQL = """
 WITH r AS (
     SELECT r.id, r.expected_size AS size, COALESCE(m.residency_tags, '[]'::jsonb) AS tags
@@ -150,6 +158,9 @@ WITH r AS (
         (id, created_at, updated_at, room_id, node_id, reserved, close_reason)
     SELECT gen_random_uuid(), now(), now(), r.id, upd.id, r.size, '' FROM upd, r
     RETURNING id, node_id
+), answered AS (
+    DELETE FROM media_nodes_placementrequest p USING r
+    WHERE p.room_id = r.id AND (EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM live))
 )
 SELECT 'placed', id, node_id FROM ins
 UNION ALL

@@ -1,36 +1,65 @@
 """Coalesced placement requests: a burst of joins costs a few Celery messages, not one
 per join.
 
-A join that finds its room unplaced pushes the room onto a Redis list and wakes a
-drainer if fewer than ``ALLOCATION_DRAINERS`` are running (one Redis key per drainer
-slot, with a TTL, so a dead drainer frees its slot by itself). Drainers are Celery
-tasks on the ``allocation`` queue; each pops ``ALLOCATION_BATCH`` rooms at a time and
-places them one by one, each in its own short transaction, then writes the outcome
-under a per-room key that the waiting joins read. When the list is empty a drainer
-frees its slot, then looks once more (a request may have arrived in between).
+A join that finds its room unplaced records a ``PlacementRequest`` row, pushes the
+room onto a Redis list and wakes a drainer if fewer than ``ALLOCATION_DRAINERS`` are
+running (one Redis key per drainer slot, with a TTL, so a dead drainer frees its slot
+by itself). Drainers are Celery tasks on the ``allocation`` queue; each moves
+``ALLOCATION_BATCH`` rooms at a time from the list to its slot's in-flight list (one
+atomic script), places them one by one, each in its own short transaction, then
+writes the outcome under a per-request key that the waiting joins read and removes
+them from its in-flight list. When the list is empty a drainer frees its slot, then
+looks once more (a request may have arrived in between).
 
-Nothing is lost for good if a drainer dies mid-batch: its joins time out with 202,
-call again, and push their room again; placement is idempotent.
+Nothing is lost when things die:
+
+* a drainer killed mid-batch leaves its rooms on its slot's in-flight list; the next
+  drainer of that slot (its own task delivered again, since tasks are acknowledged
+  late, or a fresh one) places them first; placement is idempotent;
+* Redis restarted (or unreachable) loses the lists: the ``PlacementRequest`` rows
+  stay, and beat's ``room_placement_sweep`` pushes those older than
+  ``PLACEMENT_SWEEP_EVERY_SECONDS`` again. A join that cannot reach Redis gets
+  ``QueueUnavailable`` (the API answers 503 with ``Retry-After``), its request kept.
 
 Without a broker (the demo's eager mode) the placement runs inline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from functools import lru_cache
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
 
 logger = logging.getLogger(__name__)
 
 PENDING = "visio:allocation:pending"
 SLOT = "visio:allocation:drainer:{}"
+INFLIGHT = "visio:allocation:inflight:{}"  # what the drainer of a slot is placing
 OUTCOME = "visio:allocation:outcome:{}"  # one per request (its nonce)
 SLOT_TTL_MS = 15_000
 OUTCOME_TTL_S = 60
+# Errors that say "try again later", not "this request is bad": a drainer meeting one
+# stops with its rooms still in flight, for the next drainer of its slot.
+TRANSIENT = (redis.RedisError, OperationalError, InterfaceError)
+
+# Move up to ARGV[1] requests from the pending list to a drainer's in-flight list, at
+# once: a drainer that dies right after still has them in Redis.
+TAKE = """
+local items = redis.call('LPOP', KEYS[1], ARGV[1])
+if items then redis.call('RPUSH', KEYS[2], unpack(items)) end
+return items
+"""
+
+
+class QueueUnavailable(Exception):
+    """Redis (the placement queue and broker) cannot be reached: try again shortly."""
 
 
 @lru_cache(maxsize=4)
@@ -50,15 +79,26 @@ def coalescing() -> bool:
 
 def request(room_id, region: str | None = None) -> dict | str:
     """Ask for a room to be placed. Returns the outcome (a dict) when it ran inline
-    (eager mode), else the request's nonce, to read its outcome with ``outcome``."""
+    (eager mode), else the request's nonce, to read its outcome with ``outcome``.
+    Raises QueueUnavailable when Redis cannot be reached (the request is kept in the
+    database, and beat asks again)."""
+    from media_nodes.models import PlacementRequest
     from media_nodes.tasks import room_allocate_task
 
     if not coalescing():
         return room_allocate_task.apply(args=(str(room_id), region)).get()
+    # Durable first: whatever happens to Redis below, beat's sweep finds this row.
+    PlacementRequest.objects.bulk_create(
+        [PlacementRequest(room_id=room_id, region=region or "")], ignore_conflicts=True
+    )
     nonce = secrets.token_hex(8)
-    r = client()
-    r.rpush(PENDING, f"{room_id}|{region or ''}|{nonce}")
-    wake(r)
+    try:
+        r = client()
+        r.rpush(PENDING, f"{room_id}|{region or ''}|{nonce}")
+        wake(r)
+    except (redis.RedisError, BrokerError) as exc:
+        logger.warning("Placement queue unavailable, room %s kept for beat: %s", room_id, exc)
+        raise QueueUnavailable(str(exc)) from exc
     return nonce
 
 
@@ -70,25 +110,41 @@ def wake(r: redis.Redis, slot: int | None = None) -> bool:
     if slot is None:
         slot = secrets.randbelow(settings.ALLOCATION_DRAINERS)
     if r.set(SLOT.format(slot), "1", nx=True, px=SLOT_TTL_MS):
-        room_allocate_drain.apply_async((slot,), ignore_result=True)
+        try:
+            room_allocate_drain.apply_async((slot,), ignore_result=True)
+        except Exception:
+            # No drainer started: free the slot rather than block it for its TTL.
+            with contextlib.suppress(redis.RedisError):
+                r.delete(SLOT.format(slot))
+            raise
         return True
     return False
 
 
 def outcome(nonce: str) -> str | None:
-    """ "placed", "no_node:<detail>", or None while pending."""
-    value = client().get(OUTCOME.format(nonce))
+    """ "placed", "no_node:<detail>", "failed", or None while pending. Raises
+    QueueUnavailable when Redis cannot be reached."""
+    try:
+        value = client().get(OUTCOME.format(nonce))
+    except redis.RedisError as exc:
+        raise QueueUnavailable(str(exc)) from exc
     return value.decode() if value is not None else None
 
 
 def drain(slot: int, place) -> int:
-    """Pop and place rooms until the list is empty; ``place(room_id, region)`` returns
-    an outcome string. Returns how many rooms were placed."""
+    """Place what the slot's last drainer left in flight, then pop and place rooms until
+    the list is empty; ``place(room_id, region)`` returns an outcome string. Returns
+    how many rooms were placed."""
     r = client()
-    key = SLOT.format(slot)
+    key, inflight = SLOT.format(slot), INFLIGHT.format(slot)
+    take = r.register_script(TAKE)
     done = 0
+    items = r.lrange(inflight, 0, -1)
+    if items:
+        logger.warning("Drainer %s: %s requests left in flight, placing them", slot, len(items))
     while True:
-        items = r.lpop(PENDING, settings.ALLOCATION_BATCH)
+        if not items:
+            items = take(keys=[PENDING, inflight], args=[settings.ALLOCATION_BATCH])
         if not items:
             r.delete(key)
             if r.llen(PENDING) and r.set(key, "1", nx=True, px=SLOT_TTL_MS):
@@ -100,7 +156,72 @@ def drain(slot: int, place) -> int:
         for item in items:
             room_id, region, nonce = item.decode().split("|", 2)
             if room_id not in placed:  # the same room asked twice in one batch: once
-                placed[room_id] = place(room_id, region or None)
+                try:
+                    placed[room_id] = place(room_id, region or None)
+                except (*TRANSIENT, SoftTimeLimitExceeded):
+                    with contextlib.suppress(redis.RedisError):
+                        pipe.execute()  # what is done is answered; the rest stays in flight
+                    raise
+                except Exception:
+                    # Not transient: asking again would fail again (and block the slot,
+                    # or come back at every sweep). Answered "failed"; the join says so.
+                    logger.exception("Drainer %s: placing room %s failed", slot, room_id)
+                    placed[room_id] = "failed"
+                    _forget(room_id)
                 done += 1
-            pipe.set(OUTCOME.format(nonce), placed[room_id], ex=OUTCOME_TTL_S)
+            if nonce:  # none when beat's sweep asked: nobody waits for the outcome
+                pipe.set(OUTCOME.format(nonce), placed[room_id], ex=OUTCOME_TTL_S)
+            pipe.lrem(inflight, 1, item)
         pipe.execute()
+        items = None
+
+
+def _forget(room_id: str) -> None:
+    """Drop a room's placement request that cannot succeed: beat must not retry it."""
+    from media_nodes.placement import request_answered
+
+    try:
+        request_answered(room_id)
+    except Exception:
+        logger.exception("Could not drop the placement request of room %s", room_id)
+
+
+def sweep(*, older_than_seconds: float, limit: int = 5000) -> int:
+    """Push again the placement requests older than ``older_than_seconds`` that nobody
+    has answered (Redis lost them), and start drainers for them and for whatever a
+    dead drainer left in flight. Returns how many requests were pushed again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from media_nodes.models import PlacementRequest
+
+    now = timezone.now()
+    # Requests for rooms deleted meanwhile have their answer.
+    PlacementRequest.objects.filter(room__deleted_at__isnull=False).delete()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    stale = list(
+        PlacementRequest.objects.filter(requested_at__lt=cutoff)
+        .order_by("requested_at")
+        .values_list("room_id", "region")[:limit]
+    )
+    r = client()
+    if stale:
+        pipe = r.pipeline(transaction=False)
+        for room_id, region in stale:
+            pipe.rpush(PENDING, f"{room_id}|{region}|")
+        pipe.execute()
+        # Not again before another period, unless still unanswered by then.
+        PlacementRequest.objects.filter(room_id__in=[pk for pk, _ in stale]).update(
+            requested_at=now
+        )
+        logger.warning("Placement sweep: %s requests asked again", len(stale))
+    slots = range(settings.ALLOCATION_DRAINERS)
+    pipe = r.pipeline(transaction=False)
+    for slot in slots:
+        pipe.llen(INFLIGHT.format(slot))
+    left = pipe.execute()
+    if stale or r.llen(PENDING) or any(left):
+        for slot in slots:
+            wake(r, slot)
+    return len(stale)

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from accounts.services import _require_operator
 from audit.actor import Actor
 from audit.services import audit_record
-from media_nodes import metrics
+from media_nodes import crypto, metrics
 from media_nodes.driver import NodeError, driver_for
 from media_nodes.models import Allocation, MediaNode
 
@@ -131,6 +131,31 @@ def node_remove(*, actor: Actor, node: MediaNode) -> None:
     audit_record(actor=actor, action="media_node.remove", target=node, data={"name": node.name})
     Allocation.objects.filter(node=node).delete()
     node.delete()
+
+
+@transaction.atomic
+def node_secrets_reencrypt(*, actor: Actor) -> int:
+    """Encrypt every node's API secret again with the newest MEDIA_NODE_SECRET_KEYS key
+    (the last step of a key rotation); returns how many were. All or nothing: a secret
+    that no listed key opens stops the whole run."""
+    _require_operator(actor)
+    nodes = list(MediaNode.objects.select_for_update().order_by("name"))
+    for node in nodes:
+        try:
+            node.api_secret_encrypted = crypto.reencrypt(node.api_secret_encrypted)
+        except ValueError:
+            raise ValidationError(
+                {
+                    "api_secret": _(
+                        "The API secret of node “%(name)s” opens with none of the keys "
+                        "of MEDIA_NODE_SECRET_KEYS."
+                    )
+                    % {"name": node.name}
+                }
+            ) from None
+    MediaNode.objects.bulk_update(nodes, ["api_secret_encrypted"])
+    audit_record(actor=actor, action="media_node.secrets_reencrypt", data={"nodes": len(nodes)})
+    return len(nodes)
 
 
 # -- Health ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ dead or drained nodes, and reconciling allocations with what nodes host."""
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
@@ -32,10 +33,11 @@ def room_allocate_task(room_id: str, region: str | None = None) -> dict:
     from media_nodes.placement import allocate_in_one_statement
     from rooms.services import room_allocate
 
+    started = time.perf_counter()
     row = allocate_in_one_statement(room_id=room_id, region=region)
     if row is not None:
         outcome, allocation_id, node_id = row
-        metrics.ALLOCATIONS.labels(outcome=outcome).inc()
+        metrics.allocation_observe(outcome, started)
         return {"allocation": str(allocation_id), "node": str(node_id)}
     try:
         allocation = room_allocate(room_id=room_id, region=region)
@@ -45,7 +47,14 @@ def room_allocate_task(room_id: str, region: str | None = None) -> dict:
 
 
 def _place(room_id: str, region: str | None) -> str:
-    result = room_allocate_task.run(room_id, region)
+    from django.core.exceptions import ValidationError
+
+    from rooms.models import Room
+
+    try:
+        result = room_allocate_task.run(room_id, region)
+    except (Room.DoesNotExist, ValidationError):  # deleted meanwhile: nothing to place
+        return "gone"
     if result.get("error") == "no_node":
         return f"no_node:{result['detail']}"
     return "placed"
@@ -62,6 +71,20 @@ def room_allocate_drain(slot: int) -> int:
     from media_nodes import queueing
 
     return queueing.drain(slot, _place)
+
+
+@shared_task(
+    name="media_nodes.tasks.room_placement_sweep",
+    soft_time_limit=60,
+    time_limit=90,
+    ignore_result=True,
+)
+def room_placement_sweep() -> int:
+    """Ask again for the rooms whose placement request Redis lost (restarted, or a
+    drainer died): beat runs it every PLACEMENT_SWEEP_EVERY_SECONDS."""
+    from media_nodes import queueing
+
+    return queueing.sweep(older_than_seconds=settings.PLACEMENT_SWEEP_EVERY_SECONDS)
 
 
 @shared_task(name="media_nodes.tasks.room_move_off_node", soft_time_limit=120, time_limit=150)

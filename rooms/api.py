@@ -1,12 +1,13 @@
 """Rooms API: create, list, rename, delete, invite, and join (the node and a LiveKit
 access token for it)."""
 
+import math
 import time
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -15,6 +16,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.models import Agent
 from audit.actor import Actor
+from controlplane.api import SLUG_LOOKUP
 from media_nodes import queueing
 from rooms import selectors, services
 from rooms.models import Room
@@ -50,6 +52,12 @@ JoinAnswer = inline_serializer(
 )
 
 
+JoinPending = inline_serializer(
+    "JoinPending",
+    {"detail": serializers.CharField(), "poll": serializers.URLField()},
+)
+
+
 class IsAgent(permissions.BasePermission):
     """Rooms are the agents' own: sessions only, never an API token."""
 
@@ -72,6 +80,7 @@ class RoomViewSet(
 ):
     serializer_class = RoomSerializer
     lookup_field = "slug"
+    lookup_value_regex = SLUG_LOOKUP
     permission_classes = [IsAgent]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -114,13 +123,20 @@ class RoomViewSet(
 
     @extend_schema(
         request=JoinSerializer,
-        responses={200: JoinAnswer, 202: None, 403: None, 404: None, 503: None},
+        responses={
+            200: JoinAnswer,
+            202: OpenApiResponse(JoinPending, description="Being placed: call `poll` again."),
+            403: OpenApiResponse(description="Not invited, or not an agent's own session."),
+            404: OpenApiResponse(description="No such room."),
+            503: OpenApiResponse(description="No media node can take the meeting now."),
+        },
     )
     @action(detail=True, methods=["post"])
     def join(self, request, slug=None):
         """Join: the room's node and a LiveKit token for it. The room is placed on a
         node first if it is not live; if placing takes longer than JOIN_WAIT_SECONDS,
-        answers 202 with the URL to call again."""
+        answers 202 with the URL to call again; 503 with Retry-After when no node can
+        host it or placement is unavailable for a moment (the request is kept)."""
         if getattr(request.user, "api_token", None) is not None:
             raise PermissionDenied("Only agents join meetings.")
         room = get_object_or_404(Room, slug=slug, deleted_at__isnull=True)
@@ -130,9 +146,28 @@ class RoomViewSet(
         data.is_valid(raise_exception=True)
         allocation = services.room_live_allocation(room_id=room.pk)
         if allocation is None:
-            outcome = self._place(room, data.validated_data.get("region"))
+            try:
+                outcome = self._place(room, data.validated_data.get("region"))
+            except queueing.QueueUnavailable:
+                # The request is kept in the database: beat asks again once Redis is
+                # back, and the agent's next call finds the room placed.
+                return Response(
+                    {
+                        "detail": _(
+                            "Meetings cannot be started for a moment. "
+                            "Please try again in a few seconds."
+                        ),
+                        "code": "placement_unavailable",
+                    },
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    headers={"Retry-After": str(math.ceil(settings.PLACEMENT_SWEEP_EVERY_SECONDS))},
+                )
             if outcome.get("error") == "no_node":
-                return Response({"detail": outcome["detail"]}, status=503)
+                return Response(
+                    {"detail": outcome["detail"], "code": "no_node"},
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    headers={"Retry-After": "60"},
+                )
             allocation = services.room_live_allocation(room_id=room.pk)
         if allocation is None:
             poll = request.build_absolute_uri()
@@ -166,6 +201,8 @@ class RoomViewSet(
                 return {"placed": True}
             if outcome and outcome.startswith("no_node:"):
                 return {"error": "no_node", "detail": outcome.removeprefix("no_node:")}
+            if outcome:  # "gone" or "failed": the answer below says what to do
+                return {}
             time.sleep(pause)
             pause = min(pause * 1.5, 0.1)
         return {}

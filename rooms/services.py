@@ -21,7 +21,13 @@ from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes import metrics
 from media_nodes.models import Allocation
-from media_nodes.placement import NoNodeAvailable, allocate_in_one_statement, release, reserve
+from media_nodes.placement import (
+    NoNodeAvailable,
+    allocate_in_one_statement,
+    release,
+    request_answered,
+    reserve,
+)
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -155,6 +161,7 @@ def room_delete(*, actor: Actor, room: Room) -> None:
     room.save(update_fields=["deleted_at", "updated_at"])
     for allocation in Allocation.objects.filter(room=room, closed_at__isnull=True):
         release(allocation, Allocation.Reason.ROOM_DELETED)
+    request_answered(room.pk)
     audit_record(actor=actor, action="room.delete", target=room, ministry_id=room.ministry_id)
 
 
@@ -177,7 +184,8 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
                 .first()
             )
             if live is not None:
-                metrics.ALLOCATIONS.labels(outcome="existing").inc()
+                request_answered(room_id)
+                metrics.allocation_observe("existing", started)
                 return live
             node = reserve(
                 size=room.expected_size,
@@ -189,8 +197,11 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
                 room=room, node=node, reserved=room.expected_size
             )
             allocation.node = node
+            request_answered(room_id)
     except NoNodeAvailable as exc:
+        request_answered(room_id)  # the join tells the agent; beat must not retry it
         metrics.NO_NODE.inc()
+        metrics.allocation_observe("no_node", started)
         logger.error(
             "No media node can host room %s (size %s, tags %s)", room_id, exc.size, exc.tags
         )
@@ -201,8 +212,7 @@ def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocati
             data={"size": exc.size, "tags": exc.tags, "region": region},
         )
         raise
-    metrics.ALLOCATIONS.labels(outcome="placed").inc()
-    metrics.ALLOCATION_SECONDS.observe(time.perf_counter() - started)
+    metrics.allocation_observe("placed", started)
     return allocation
 
 
@@ -237,9 +247,12 @@ def room_replace(*, allocation_id, reason: str) -> bool:
             return True
         release(allocation, reason)
     metrics.ROOMS_MOVED.labels(reason=reason).inc()
-    if allocate_in_one_statement(
+    started = time.perf_counter()
+    row = allocate_in_one_statement(
         room_id=allocation.room_id, region=allocation.node.region, exclude=[allocation.node_id]
-    ):
+    )
+    if row:
+        metrics.allocation_observe(row[0], started)
         return True
     try:
         room_allocate(room_id=allocation.room_id, exclude=[allocation.node_id])

@@ -45,7 +45,12 @@ MAX_BODY_BYTES = 64 * 1024
 # clocks drift a little, hence the tolerance.
 REALLOCATION_TOLERANCE = timedelta(seconds=30)
 
-WEBHOOKS = Counter("visio_livekit_webhooks_total", "LiveKit webhooks received", ["outcome"])
+WEBHOOKS = Counter(
+    "visio_livekit_webhooks_total",
+    "LiveKit webhooks received, by event (room_started...; 'unknown' when refused before "
+    "reading it) and outcome (processed, duplicate, ignored, or the refusal's status)",
+    ["event", "outcome"],
+)
 
 
 class WebhookRefused(Exception):
@@ -323,6 +328,20 @@ HANDLERS = {
     "participant_joined": _participant_joined,
     "participant_left": _participant_left,
 }
+# LiveKit's documented webhook events (labels of the webhook counter).
+KNOWN_EVENTS = frozenset(
+    {
+        *HANDLERS,
+        "participant_connection_aborted",
+        "track_published",
+        "track_unpublished",
+        "egress_started",
+        "egress_updated",
+        "egress_ended",
+        "ingress_started",
+        "ingress_ended",
+    }
+)
 
 
 def webhook_event_apply(*, node: MediaNode, event: WebhookEvent) -> str:
@@ -341,8 +360,15 @@ def webhook_event_apply(*, node: MediaNode, event: WebhookEvent) -> str:
 # -- View -----------------------------------------------------------------------------
 
 
-def _refusal(status: int, message: str) -> JsonResponse:
-    WEBHOOKS.labels(outcome=str(status)).inc()
+def _event_label(event: WebhookEvent | None) -> str:
+    """A bounded label: the events LiveKit documents, anything else as 'other'."""
+    if event is None:
+        return "unknown"
+    return event.event if event.event in KNOWN_EVENTS else "other"
+
+
+def _refusal(status: int, message: str, event: str = "unknown") -> JsonResponse:
+    WEBHOOKS.labels(event=event, outcome=str(status)).inc()
     return JsonResponse({"error": message}, status=status)
 
 
@@ -362,6 +388,7 @@ def livekit_webhook(request):
     authorization = request.headers.get("Authorization", "")
     if not authorization.strip():
         return _refusal(401, "authorization header required")
+    event = None
     try:
         node, event = webhook_authenticate(body=body, authorization=authorization)
         outcome = webhook_event_apply(node=node, event=event)
@@ -373,7 +400,7 @@ def livekit_webhook(request):
             refused.message,
             request.META.get("REMOTE_ADDR"),
         )
-        return _refusal(refused.status, refused.message)
-    WEBHOOKS.labels(outcome=outcome).inc()
+        return _refusal(refused.status, refused.message, _event_label(event))
+    WEBHOOKS.labels(event=_event_label(event), outcome=outcome).inc()
     logger.info("LiveKit %s %s from %s: %s", event.event, event.id, node.name, outcome)
     return JsonResponse({"status": outcome})

@@ -9,7 +9,12 @@ from accounts.access import access_for
 from accounts.models import Ministry
 from accounts.selectors import ministry_administrable
 from audit.actor import Actor
-from controlplane.api import ScopedChoicesMixin
+from controlplane.api import (
+    TOO_MANY_TOKENS,
+    ScopedChoicesMixin,
+    SlugChoiceField,
+    TokenIssueThrottle,
+)
 from scim import services
 from scim.models import DirectoryToken
 
@@ -30,7 +35,7 @@ class DirectoryTokenSerializer(serializers.ModelSerializer):
 class DirectoryTokenIssueSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Input of a token issue: the ministry whose directory it is for."""
 
-    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    ministry = SlugChoiceField(slug_field="code", queryset=Ministry.objects.none())
 
 
 class DirectoryTokenIssuedSerializer(DirectoryTokenSerializer):
@@ -48,6 +53,7 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
     """Directory (SCIM) tokens: one live per ministry; issuing one revokes the previous."""
 
     serializer_class = DirectoryTokenSerializer
+    throttle_classes = [TokenIssueThrottle]
 
     def get_queryset(self):
         # Readers (auditors included) see the metadata; only admins issue and revoke.
@@ -58,7 +64,8 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
         return tokens.filter(ministry_id__in=readable)
 
     @extend_schema(
-        request=DirectoryTokenIssueSerializer, responses={201: DirectoryTokenIssuedSerializer}
+        request=DirectoryTokenIssueSerializer,
+        responses={201: DirectoryTokenIssuedSerializer, 429: TOO_MANY_TOKENS},
     )
     def create(self, request):
         data = DirectoryTokenIssueSerializer(
@@ -72,7 +79,7 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
         token.scim_url = request.build_absolute_uri("/scim/v2/")
         return Response(DirectoryTokenIssuedSerializer(token).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=DirectoryTokenSerializer)
+    @extend_schema(responses={200: DirectoryTokenSerializer})
     def destroy(self, request, pk=None):
         """Revoke the token: the directory's sync stops at once."""
         token = services.directory_token_revoke(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
-from scim2_models import InvalidFilterException
+from pydantic import ValidationError as PydanticValidationError
+from scim2_models import Context, Error, InvalidFilterException, SearchRequest
 from scim2_models.path import (
     AttrPath,
     CompareOperator,
@@ -24,7 +25,7 @@ from scim2_models.path import (
     ValuePath,
 )
 
-from scim.resources import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
+from scim.resources import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, Group, UserWithExtension
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,19 @@ ORDER_LOOKUPS = {
     CompareOperator.lt: "lt",
     CompareOperator.le: "lte",
 }
+
+
+def filter_compile(text: str, resource: str) -> Q:
+    """Parse ``text`` as the endpoint does (a SearchRequest's filter) and compile it;
+    any filter that cannot run raises ``InvalidFilterException`` saying why."""
+    model = {"user": UserWithExtension, "group": Group}[resource]
+    try:
+        search = SearchRequest[model].model_validate(
+            {"filter": text}, scim_ctx=Context.SEARCH_REQUEST
+        )
+    except PydanticValidationError as exc:
+        raise InvalidFilterException(detail=Error.from_validation_errors(exc)[0].detail) from exc
+    return compile_filter(search.filter.ast, resource)
 
 
 def compile_filter(node: FilterNode, resource: str) -> Q:
@@ -175,6 +189,11 @@ def _comparison(column: Column, node: Comparison) -> Q:
     if not isinstance(value, str):
         raise InvalidFilterException(
             detail=f"“{node.attr_path}” is a string: compare it with a quoted value."
+        )
+    if "\x00" in value:
+        # No stored string holds one, and PostgreSQL refuses it in any query.
+        raise InvalidFilterException(
+            detail=f"The value compared with “{node.attr_path}” holds NUL."
         )
     if op in ORDER_LOOKUPS:
         lookup = ORDER_LOOKUPS[op]

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, Value
 from django.db.models.functions import Concat, Trim
@@ -51,6 +52,7 @@ from scim2_models import (
 from accounts.api.authentication import ApiTokenPrincipal
 from accounts.models import Agent
 from audit.actor import Actor, client_ip
+from controlplane.ratelimit import RateLimited, rate_limit_hit
 from licensing.services import NoFreeSeat
 from scim import services
 from scim.filters import compile_filter
@@ -130,6 +132,8 @@ def _error(exc: SCIMException) -> HttpResponse:
     headers = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="SCIM"'
+    if int(exc.status) == 429 and isinstance(exc.__cause__, RateLimited):
+        headers["Retry-After"] = str(exc.__cause__.retry_after)
     return _json(body, status=int(exc.status), headers=headers)
 
 
@@ -297,12 +301,29 @@ def _not_modified(request, current_etag: str) -> bool:
     return bool(wanted) and current_etag in {t.strip() for t in wanted.split(",")}
 
 
+def _rate_limit(request) -> None:
+    """Count the request against its directory token (whichever ministry it belongs
+    to, checked or not: no query is spent on a flood), or its address without one."""
+    scheme, _, clear = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer" and clear.strip():
+        key = f"token:{clear.strip()}"
+    else:
+        key = f"ip:{client_ip(request)}"
+    try:
+        rate_limit_hit("scim", key=key, rate=settings.RATE_LIMIT_SCIM)
+    except RateLimited as exc:
+        error = SCIMException(detail=f"Too many requests: try again in {exc.retry_after} s.")
+        error.status = 429
+        raise error from exc
+
+
 def scim_endpoint(handler):
-    """Authenticate, run, and turn every refusal into a SCIM error body."""
+    """Rate-limit, authenticate, run, and turn every refusal into a SCIM error body."""
 
     @csrf_exempt
     def view(request, *args, **kwargs):
         try:
+            _rate_limit(request)
             token, actor = _authenticate(request)
             return handler(request, token, actor, *args, **kwargs)
         except SCIMException as exc:

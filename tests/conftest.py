@@ -42,6 +42,18 @@ def eager_celery(request):
     celery_app.conf.task_always_eager = False
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Rate-limit counters live in the cache: each test starts with none (the tests'
+    cache is per process, LocMem; a shared Redis cache is never flushed here)."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+    yield
+
+
 @dataclass
 class World:
     """Two ministries and every kind of caller around them."""

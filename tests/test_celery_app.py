@@ -28,3 +28,28 @@ def test_beat_verifies_the_audit_chain():
     """Beat schedules the audit-chain verification."""
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "audit.tasks.audit_chain_verify_task" in tasks
+
+
+def test_beat_sweeps_placement_requests_on_the_allocation_queue():
+    """Beat asks again for placements Redis lost, on the allocation workers."""
+    entries = [
+        entry
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+        if entry["task"] == "media_nodes.tasks.room_placement_sweep"
+    ]
+    assert len(entries) == 1
+    assert entries[0]["schedule"] == settings.PLACEMENT_SWEEP_EVERY_SECONDS
+    route = app.amqp.router.route({}, "media_nodes.tasks.room_placement_sweep")
+    assert route["queue"].name == "allocation"
+    from media_nodes.tasks import room_placement_sweep
+
+    assert room_placement_sweep.name == entries[0]["task"]
+
+
+def test_unacknowledged_messages_come_back_after_the_visibility_timeout():
+    """A killed worker's messages are delivered again after the configured timeout,
+    looked for often enough for that timeout to mean something."""
+    options = app.conf.broker_transport_options
+    assert options["visibility_timeout"] == settings.CELERY_VISIBILITY_TIMEOUT_SECONDS
+    sweep_period = options["unacked_restore_interval"] * options["unacked_restore_throttle"]
+    assert 1 <= sweep_period <= max(1, options["visibility_timeout"] / 10)

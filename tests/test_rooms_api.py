@@ -183,3 +183,41 @@ def test_join_answers_202_while_the_room_is_being_placed(world, monkeypatch):
     assert pending["Retry-After"] == "1"
     monkeypatch.undo()
     assert join(world.agent_a, room["slug"]).status_code == 200
+
+
+def test_join_while_the_placement_queue_is_unreachable_is_retryable_and_kept(
+    world, monkeypatch, settings
+):
+    """Redis down: a join gets 503 with Retry-After and a message in the caller's
+    language (never a 500), and its request stays in the database for beat."""
+    import redis
+
+    from media_nodes import queueing
+    from media_nodes.models import PlacementRequest
+
+    make_node("n1")
+    room = create_room(world.agent_a)
+    settings.PLACEMENT_SWEEP_EVERY_SECONDS = 5
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens there
+    monkeypatch.setattr(queueing, "coalescing", lambda: True)
+    monkeypatch.setattr(queueing, "client", lambda: dead)
+    answer = join(world.agent_a, room["slug"])
+    assert answer.status_code == 503 and answer["Retry-After"] == "5"
+    assert answer.json()["code"] == "placement_unavailable"
+    assert answer.json()["detail"].startswith("Meetings cannot be started for a moment")
+    french = client_as(world.agent_a).post(
+        f"/api/v1/rooms/{room['slug']}/join/", {}, format="json", HTTP_ACCEPT_LANGUAGE="fr"
+    )
+    assert french.status_code == 503
+    assert french.json()["detail"].startswith("Les réunions ne peuvent pas démarrer")
+    assert PlacementRequest.objects.filter(room__slug=room["slug"]).count() == 1
+    assert not Allocation.objects.exists()
+
+
+def test_no_node_answers_503_with_retry_after(world):
+    """No node can host the meeting: 503, its reason, and when to try again."""
+    make_node("n1", state="cordoned")
+    room = create_room(world.agent_a)
+    answer = join(world.agent_a, room["slug"])
+    assert answer.status_code == 503 and answer["Retry-After"] == "60"
+    assert answer.json()["code"] == "no_node"

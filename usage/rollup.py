@@ -172,7 +172,7 @@ participants AS (
     GROUP BY day, ministry_id, unit
 ),
 meetings_in_range AS MATERIALIZED (
-    SELECT m.id, m.ministry_id, m.started_at, m.ended_at,
+    SELECT m.id, m.ministry_id, m.ended_at - m.started_at AS length,
            (m.started_at AT TIME ZONE %(tz)s)::date AS started_day,
            (m.ended_at AT TIME ZONE %(tz)s)::date AS ended_day
     FROM rooms_meetingsession m
@@ -180,47 +180,41 @@ meetings_in_range AS MATERIALIZED (
        OR (m.ended_at >= %(range_start)s AND m.ended_at < %(range_end)s)
 ),
 meeting_scopes AS (
-    SELECT started_at, ended_at, started_day, ended_day,
-           NULL::uuid AS ministry_id, ''::varchar AS unit
+    SELECT started_day, ended_day, length, NULL::uuid AS ministry_id, ''::varchar AS unit
     FROM meetings_in_range
     UNION ALL
-    SELECT started_at, ended_at, started_day, ended_day, ministry_id, ''::varchar
+    SELECT started_day, ended_day, length, ministry_id, ''::varchar
     FROM meetings_in_range WHERE ministry_id IS NOT NULL
     UNION ALL
-    SELECT m.started_at, m.ended_at, m.started_day, m.ended_day,
-           mu.ministry_id, mu.organizational_unit
-    FROM (
-        -- The units whose agents attended each meeting.
-        SELECT p.meeting_id, p.ministry_id, p.organizational_unit COLLATE "C"
-               AS organizational_unit
-        FROM rooms_participantsession p
-        JOIN meetings_in_range pm ON pm.id = p.meeting_id
-        WHERE p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
-        GROUP BY p.meeting_id, p.ministry_id, p.organizational_unit COLLATE "C"
-    ) mu
-    JOIN meetings_in_range m ON m.id = mu.meeting_id
+    -- The units whose agents attended each meeting (the meeting's days and length
+    -- ride along in the key, so no second join is needed).
+    SELECT pm.started_day, pm.ended_day, pm.length, p.ministry_id,
+           p.organizational_unit COLLATE "C"
+    FROM rooms_participantsession p
+    JOIN meetings_in_range pm ON pm.id = p.meeting_id
+    WHERE p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
+    GROUP BY p.meeting_id, pm.started_day, pm.ended_day, pm.length, p.ministry_id,
+             p.organizational_unit COLLATE "C"
 ),
-started AS (
-    SELECT d.day, ms.ministry_id, ms.unit, COUNT(*) AS meetings
-    FROM meeting_scopes ms
-    JOIN days d ON d.day = ms.started_day
-    GROUP BY d.day, ms.ministry_id, ms.unit
-),
-ended AS (
-    SELECT d.day, ms.ministry_id, ms.unit,
-           AVG(EXTRACT(EPOCH FROM ms.ended_at - ms.started_at)) AS average_seconds
-    FROM meeting_scopes ms
-    JOIN days d ON d.day = ms.ended_day
-    GROUP BY d.day, ms.ministry_id, ms.unit
+meeting_figures AS (
+    -- Meetings by the day they started, and lengths by the day they ended, in one pass.
+    SELECT started_day, ended_day, ministry_id, unit, GROUPING(started_day) AS by_end,
+           COUNT(*) AS meetings, SUM(length) AS length
+    FROM meeting_scopes
+    GROUP BY GROUPING SETS ((started_day, ministry_id, unit), (ended_day, ministry_id, unit))
 ),
 figures AS (
-    SELECT day, ministry_id, unit, meetings, NULL::interval AS stay, 0 AS agents,
-           NULL::numeric AS average_seconds
-    FROM started
+    SELECT started_day AS day, ministry_id, unit, meetings, NULL::interval AS stay,
+           0 AS agents, NULL::numeric AS average_seconds
+    FROM meeting_figures
+    WHERE by_end = 0 AND started_day BETWEEN %(first_day)s AND %(last_day)s
     UNION ALL
     SELECT day, ministry_id, unit, 0, stay, agents, NULL FROM participants
     UNION ALL
-    SELECT day, ministry_id, unit, 0, NULL, 0, average_seconds FROM ended
+    SELECT ended_day, ministry_id, unit, 0, NULL, 0,
+           EXTRACT(EPOCH FROM length) / meetings
+    FROM meeting_figures
+    WHERE by_end = 1 AND ended_day BETWEEN %(first_day)s AND %(last_day)s
     UNION ALL
     SELECT day, NULL::uuid, ''::varchar, 0, NULL, 0, NULL FROM days
 )
@@ -252,18 +246,26 @@ PIECES_SQL = """
       AND p.joined_at < %(range_end)s
       AND (p.left_at AT TIME ZONE %(tz)s)::date = (p.joined_at AT TIME ZONE %(tz)s)::date
     UNION ALL
-    SELECT d.day, p.ministry_id, p.organizational_unit COLLATE "C",
-           GREATEST(p.joined_at, d.day_start), LEAST(p.left_at, d.day_end),
+    SELECT g.day, p.ministry_id, p.organizational_unit COLLATE "C",
+           GREATEST(p.joined_at, g.day::timestamp AT TIME ZONE %(tz)s),
+           LEAST(p.left_at, (g.day + 1)::timestamp AT TIME ZONE %(tz)s),
            CASE
                WHEN p.agent_id IS NOT NULL THEN p.agent_id
                WHEN p.pseudonymised_at IS NOT NULL AND p.identity LIKE %(agent_prefix)s
                    THEN md5(p.identity)::uuid
            END
     FROM rooms_participantsession p
-    JOIN unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
-         AS d(day, day_start, day_end)
-      ON p.joined_at < d.day_end
-     AND (p.left_at > d.day_start OR p.joined_at >= d.day_start)
+    -- Each day of the range from the join's to the one the leave ends (a leave at
+    -- midnight ends the day before).
+    CROSS JOIN LATERAL (
+        SELECT d::date AS day
+        FROM generate_series(
+            GREATEST((p.joined_at AT TIME ZONE %(tz)s)::date, %(first_day)s::date),
+            LEAST(((p.left_at - interval '1 microsecond') AT TIME ZONE %(tz)s)::date,
+                  %(last_day)s::date),
+            interval '1 day'
+        ) AS d
+    ) g
     WHERE p.left_at IS NOT NULL
       AND p.joined_at < %(range_end)s
       AND p.left_at >= %(range_start)s
@@ -285,15 +287,16 @@ FROM (SELECT DISTINCT ministry_id, unit FROM usage_rollup_rows
       WHERE ministry_id IS NOT NULL) scopes
 """
 
-# The pieces again, as fixed-width binary rows for the sweep: day (from the range's
-# first), ministry and unit numbers (0: none), join and leave instants.
-PIECES_COPY_SQL = """
-COPY (
-    SELECT (ps.day - %(first_day)s::date)::int4, COALESCE(s.m, 0)::int4,
-           COALESCE(s.u, 0)::int4, ps.t0, ps.t1
-    FROM ({pieces}) ps
-    LEFT JOIN usage_rollup_scopes s ON s.ministry_id = ps.ministry_id AND s.unit = ps.unit
-) TO STDOUT (FORMAT BINARY)
+# The pieces again for the sweep, a few rows per day: per day and scope number, the join
+# and leave instants as two binary arrays (``array_send``), read without a Python object
+# per piece.
+PIECES_ARRAYS_SQL = """
+SELECT (ps.day - %(first_day)s::date)::int4 AS day, COALESCE(s.m, 0), COALESCE(s.u, 0),
+       array_send(array_agg(ps.t0)), array_send(array_agg(ps.t1))
+FROM ({pieces}) ps
+LEFT JOIN usage_rollup_scopes s ON s.ministry_id = ps.ministry_id AND s.unit = ps.unit
+GROUP BY 1, 2, 3
+ORDER BY 1
 """.replace("{pieces}", PIECES_SQL)
 
 ROLLUP_WORK_MEM = "256MB"
@@ -308,6 +311,7 @@ def _rollup_postgresql(days: list[date]) -> int:
         "range_start": bounds[0][0],
         "range_end": bounds[-1][1],
         "first_day": days[0],
+        "last_day": days[-1],
         "agent_prefix": AGENT_PSEUDONYM_PREFIX + "%",
         "tz": settings.TIME_ZONE,
     }
@@ -320,7 +324,7 @@ def _rollup_postgresql(days: list[date]) -> int:
         cursor.execute(f"CREATE TEMPORARY TABLE usage_rollup_rows AS {ROLLUP_SQL}", params)
         cursor.execute(SCOPES_SQL)
         # 2. The peaks: a sweep over the day's joins and leaves, in memory.
-        peaks = sweep_peaks(_copy_pieces(cursor.cursor, params), len(days))
+        peaks = _peaks_postgresql(cursor, params, len(days))
         cursor.execute(
             "CREATE TEMPORARY TABLE usage_rollup_peaks "
             "(day int4, m int4, u int4, peak int4, PRIMARY KEY (day, m, u))"
@@ -346,72 +350,50 @@ def _rollup_postgresql(days: list[date]) -> int:
         return written
 
 
-# One piece in PostgreSQL's binary COPY format: the field count, then each field's
-# length and value (big-endian); every field here is fixed-width and never NULL.
-_PIECE = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("l_day", ">i4"),
-        ("day", ">i4"),
-        ("l_m", ">i4"),
-        ("m", ">i4"),
-        ("l_u", ">i4"),
-        ("u", ">i4"),
-        ("l_t0", ">i4"),
-        ("t0", ">i8"),
-        ("l_t1", ">i4"),
-        ("t1", ">i8"),
-    ]
-)
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+# A one-dimensional array of int8 or timestamptz as ``array_send`` writes it: a header
+# (dimensions, null flag, element type, length, lower bound), then each element's
+# length (8) and value, big-endian.
+_ARRAY_HEADER = np.dtype([("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">u4")])
+_ARRAY_ITEM = np.dtype([("length", ">i4"), ("value", ">i8")])
 
 
-def _copy_pieces(raw_cursor, params: dict) -> dict[str, np.ndarray]:
-    """The range's pieces as columns (``day``, ``m``, ``u``, ``t0``, ``t1``; instants
-    in microseconds since 2000-01-01 UTC, PostgreSQL's own epoch), parsed as they
-    stream in so that only the columns are held."""
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in ("day", "m", "u", "t0", "t1")}
-    pending = bytearray()
-    header_done = False
-    size = _PIECE.itemsize
+def _instants(data: bytes) -> np.ndarray:
+    """The values of a binary int8/timestamptz array (microseconds since 2000-01-01 UTC
+    for instants, PostgreSQL's own epoch)."""
+    header = np.frombuffer(data, _ARRAY_HEADER, count=1)[0]
+    if header["ndim"] != 1 or header["nulls"]:
+        raise ValueError("expected a one-dimensional array without NULLs")
+    count = int.from_bytes(data[12:16], "big")
+    items = np.frombuffer(data, _ARRAY_ITEM, count=count, offset=20)
+    if (items["length"] != 8).any():
+        raise ValueError("expected 8-byte array elements")
+    return items["value"].astype(np.int64)
 
-    def take(buffer: bytearray, count: int) -> None:
-        rows = np.frombuffer(bytes(buffer[: count * size]), dtype=_PIECE)
-        if count and (rows["fields"] != 5).any():
-            raise ValueError("unexpected COPY row layout")
-        columns["day"].append(rows["day"].astype(np.int32))
-        columns["m"].append(rows["m"].astype(np.int32))
-        columns["u"].append(rows["u"].astype(np.int32))
-        columns["t0"].append(rows["t0"].astype(np.int64))
-        columns["t1"].append(rows["t1"].astype(np.int64))
-        del buffer[: count * size]
 
-    with raw_cursor.copy(PIECES_COPY_SQL, params) as copy:
-        for block in copy:
-            pending += block
-            if not header_done:
-                if len(pending) < 19:
-                    continue
-                if bytes(pending[:11]) != _COPY_SIGNATURE:
-                    raise ValueError("not a binary COPY stream")
-                extension = int.from_bytes(pending[15:19], "big")
-                if len(pending) < 19 + extension:
-                    continue
-                del pending[: 19 + extension]
-                header_done = True
-            if len(pending) >= 1 << 20:
-                # Keep the 2-byte trailer's room: it may be the end of this block.
-                take(pending, (len(pending) - 2) // size)
-    if bytes(pending[-2:]) != b"\xff\xff":
-        raise ValueError("binary COPY stream without its trailer")
-    del pending[-2:]
-    if len(pending) % size:
-        raise ValueError("truncated binary COPY stream")
-    take(pending, len(pending) // size)
-    return {
-        name: np.concatenate(parts) if parts else np.empty(0, np.int64)
-        for name, parts in columns.items()
-    }
+def _peaks_postgresql(cursor, params: dict, day_count: int) -> list[tuple[int, int, int, int]]:
+    """Peaks of the range, one day at a time, from ``PIECES_ARRAYS_SQL``."""
+    cursor.execute(PIECES_ARRAYS_SQL, params)
+    results: list[tuple[int, int, int, int]] = []
+    day, parts = None, []
+
+    def flush():
+        if parts:
+            pieces = {
+                "day": np.zeros(sum(len(p[2]) for p in parts), np.int32),
+                "m": np.concatenate([np.full(len(p[2]), p[0], np.int32) for p in parts]),
+                "u": np.concatenate([np.full(len(p[2]), p[1], np.int32) for p in parts]),
+                "t0": np.concatenate([p[2] for p in parts]),
+                "t1": np.concatenate([p[3] for p in parts]),
+            }
+            results.extend((day, m, u, peak) for _, m, u, peak in sweep_peaks(pieces, 1))
+
+    for row_day, m, u, t0, t1 in cursor:
+        if row_day != day:
+            flush()
+            day, parts = row_day, []
+        parts.append((m, u, _instants(t0), _instants(t1)))
+    flush()
+    return results
 
 
 def sweep_peaks(pieces: dict[str, np.ndarray], day_count: int) -> list[tuple[int, int, int, int]]:

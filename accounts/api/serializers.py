@@ -13,7 +13,7 @@ from accounts.models import (
     RoleGrant,
     RolloutMilestone,
 )
-from controlplane.api import ScopedChoicesMixin
+from controlplane.api import ScopedChoicesMixin, SlugChoiceField
 
 
 def _access(serializer):
@@ -92,9 +92,9 @@ class MinistryUpdateSerializer(MinistrySerializer):
 
 
 class AgentSerializer(serializers.ModelSerializer):
-    """An agent as admins see them."""
+    """An agent as admins see them (``ministry`` null: national staff)."""
 
-    ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    ministry = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     abilities = serializers.SerializerMethodField()
 
     class Meta:
@@ -128,7 +128,7 @@ class AgentSerializer(serializers.ModelSerializer):
 class AgentCreateSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Input of agent creation: the ministry is named by its code."""
 
-    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    ministry = SlugChoiceField(slug_field="code", queryset=Ministry.objects.none())
     email = serializers.EmailField(max_length=254)
     given_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     usual_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
@@ -151,7 +151,7 @@ class RoleGrantSerializer(ScopedChoicesMixin, serializers.ModelSerializer):
 
     agent = serializers.PrimaryKeyRelatedField(queryset=Agent.objects.none())
     agent_email = serializers.EmailField(source="agent.email", read_only=True)
-    ministry = serializers.SlugRelatedField(
+    ministry = SlugChoiceField(
         slug_field="code", queryset=Ministry.objects.none(), allow_null=True, required=False
     )
     role = serializers.ChoiceField(choices=Role.choices)
@@ -190,7 +190,7 @@ class ApiTokenCreateSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Input of token creation."""
 
     name = serializers.CharField(max_length=100)
-    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    ministry = SlugChoiceField(slug_field="code", queryset=Ministry.objects.none())
     role = serializers.ChoiceField(choices=TOKEN_ROLE_CHOICES)
     expires_in_days = serializers.IntegerField(min_value=1, required=False)
 
@@ -240,7 +240,7 @@ class AgentImportJobSerializer(serializers.ModelSerializer):
 class AgentImportJobCreateSerializer(ScopedChoicesMixin, serializers.Serializer):
     """Upload of a CSV export: a preview unless ``apply`` is true."""
 
-    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    ministry = SlugChoiceField(slug_field="code", queryset=Ministry.objects.none())
     file = serializers.FileField()
     apply = serializers.BooleanField(default=False)
     deactivate_missing = serializers.BooleanField(default=False)

@@ -31,6 +31,7 @@ from accounts.api.serializers import (
 )
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
+from controlplane.api import SLUG_LOOKUP, TOO_MANY_TOKENS, TokenIssueThrottle
 
 
 class MinistryViewSet(
@@ -40,6 +41,7 @@ class MinistryViewSet(
 
     serializer_class = MinistrySerializer
     lookup_field = "code"
+    lookup_value_regex = SLUG_LOOKUP
     filterset_fields = ["state"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
@@ -169,11 +171,15 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ApiTokenSerializer
     filterset_fields = ["role"]
+    throttle_classes = [TokenIssueThrottle]
 
     def get_queryset(self):
         return selectors.api_token_list(user=self.request.user)
 
-    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
+    @extend_schema(
+        request=ApiTokenCreateSerializer,
+        responses={201: ApiTokenCreatedSerializer, 429: TOO_MANY_TOKENS},
+    )
     def create(self, request):
         data = ApiTokenCreateSerializer(
             data=request.data, ministries=selectors.ministry_administrable(user=request.user)
@@ -185,7 +191,7 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
         token.token = clear
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ApiTokenSerializer)
+    @extend_schema(responses={200: ApiTokenSerializer})
     def destroy(self, request, pk=None):
         """Revoke the token (it stays listed, with its revocation date)."""
         token = services.api_token_revoke(

@@ -6,6 +6,7 @@ take the endpoints from discovery, turn every failure into a French page that
 says why (and an audit event), and time the provider's share of each login.
 """
 
+import contextlib
 import logging
 import time
 
@@ -24,11 +25,13 @@ from mozilla_django_oidc.middleware import SessionRefresh
 from mozilla_django_oidc.utils import absolutify, import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from accounts.metrics import LOGINS
 from accounts.oidc import provider
 from accounts.oidc.provider import LoginRefused
 from accounts.services import login_refusal_record
 from audit.actor import Actor, client_ip
 from audit.services import audit_record
+from controlplane.ratelimit import RateLimited, rate_limit_check, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 # How long an agent is asked to wait before retrying when ProConnect is down.
@@ -83,6 +86,15 @@ def _refusal(request, reason: str, *, claims=None, detail: str = "", status: int
     """End any session, audit the refusal, and say why in French."""
     if request.user.is_authenticated:
         auth.logout(request)
+    LOGINS.labels(outcome="refused", reason=reason).inc()
+    if reason != "provider_unreachable":  # the provider's fault, not the client's
+        # This answer is decided; the next callbacks from there get 429.
+        with contextlib.suppress(RateLimited):
+            rate_limit_hit(
+                "login_failures",
+                key=client_ip(request) or "unknown",
+                rate=settings.RATE_LIMIT_LOGIN_FAILURES,
+            )
     login_refusal_record(reason=reason, claims=claims, ip=client_ip(request), detail=detail)
     title, advice = REASONS.get(reason, SECURITY_REASON)
     context = {"reason": reason, "message": title, "advice": advice, "title": title}
@@ -102,6 +114,19 @@ def _provider_unreachable(request, stage: str, exc: Exception):
     detail = type(exc).__name__ + (f" HTTP {status}" if status else "")
     logger.warning("ProConnect unreachable at %s: %s", stage, detail)
     return _refusal(request, "provider_unreachable", detail=f"{stage}: {detail}", status=503)
+
+
+def _too_many(request, exc: RateLimited):
+    """429 in French, with Retry-After; nothing audited (a flood must not fill the trail)."""
+    minutes = max(1, round(exc.retry_after / 60))
+    response = render(
+        request,
+        "console/rate_limited.html",
+        {"retry_after": exc.retry_after, "minutes": minutes, "limit": exc.limit},
+        status=429,
+    )
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _server_timing(response, started: float):
@@ -127,6 +152,12 @@ class ProConnectLoginView(OIDCAuthenticationRequestView):
         if not settings.OIDC_ENABLED:
             return redirect("console:login")
         try:
+            rate_limit_hit(
+                "login", key=client_ip(request) or "unknown", rate=settings.RATE_LIMIT_LOGIN
+            )
+        except RateLimited as exc:
+            return _too_many(request, exc)
+        try:
             # Never send an agent to a provider that does not answer: say so here.
             provider.provider_check()
             self.OIDC_OP_AUTH_ENDPOINT = provider.provider_metadata()["authorization_endpoint"]
@@ -149,6 +180,14 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
     def get(self, request):
         started = time.perf_counter()
         provider.provider_timer_reset()
+        try:
+            rate_limit_check(
+                "login_failures",
+                key=client_ip(request) or "unknown",
+                rate=settings.RATE_LIMIT_LOGIN_FAILURES,
+            )
+        except RateLimited as exc:
+            return _too_many(request, exc)
         error = request.GET.get("error")
         if error:
             # The state is spent either way, so the same answer cannot be replayed.
@@ -156,6 +195,7 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
             request.session.modified = True
             if error == "login_required":
                 # A silent re-authentication found no session at the provider.
+                LOGINS.labels(outcome="expired", reason="login_required").inc()
                 auth.logout(request)
                 return redirect(f"{reverse('console:login')}?{urlencode({'expired': 1})}")
             return _refusal(request, "provider_error", detail=str(error)[:100])
@@ -175,6 +215,7 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
             if self.user is None or not self.user.is_active:
                 return self.login_failure()
             response = self.login_success()
+            LOGINS.labels(outcome="success", reason="").inc()
         except LoginRefused as exc:
             return _refusal(request, exc.reason, claims=exc.claims, detail=exc.detail)
         except SuspiciousOperation as exc:

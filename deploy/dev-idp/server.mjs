@@ -39,6 +39,9 @@ const config = {
     userinfo_signed_response_alg: 'RS256',
   }]),
   accountsFile: file.accounts_file ?? env.ACCOUNTS_FILE ?? join(HERE, 'demo-accounts.json'),
+  // The issuer as browsers and the relying party see it, when that is not the
+  // listening address (in a container listening on 0.0.0.0: deploy/compose.yml).
+  issuer: file.issuer ?? env.ISSUER ?? null,
 };
 
 const accounts = JSON.parse(readFileSync(config.accountsFile, 'utf8'));
@@ -251,7 +254,7 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(config.port, config.host, () => {
   const { address, port } = server.address();
-  issuer = `http://${address}:${port}${PREFIX}`;
+  issuer = config.issuer ?? `http://${address}:${port}${PREFIX}`;
   start();
   console.log(`READY ${issuer}`);
 });

@@ -3,14 +3,14 @@
 from rest_framework import serializers
 
 from accounts.models import Ministry
-from controlplane.api import ScopedChoicesMixin
+from controlplane.api import ScopedChoicesMixin, SlugChoiceField
 from licensing.models import LicencePool
 
 
 class LicencePoolSerializer(ScopedChoicesMixin, serializers.ModelSerializer):
     """A pool: seats for a period, with the prices that make the savings."""
 
-    ministry = serializers.SlugRelatedField(slug_field="code", queryset=Ministry.objects.none())
+    ministry = SlugChoiceField(slug_field="code", queryset=Ministry.objects.none())
 
     class Meta:
         model = LicencePool

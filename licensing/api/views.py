@@ -49,7 +49,9 @@ class LicencePoolViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         ministry_id = None
         code = request.query_params.get("ministry")
         if code:
-            ministry = account_selectors.ministry_list(user=request.user).filter(code=code).first()
+            # A NUL byte cannot even be compared by PostgreSQL: no ministry has it.
+            readable = account_selectors.ministry_list(user=request.user)
+            ministry = None if "\x00" in code else readable.filter(code=code).first()
             if ministry is None:
                 return Response({"ministry": [f"Unknown ministry “{code}”."]}, status=400)
             ministry_id = ministry.pk

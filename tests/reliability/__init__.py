@@ -1,0 +1,1 @@
+"""Fault tests: each names, in its docstring, the promise it checks."""

@@ -6,6 +6,8 @@ manage.py media_node add NAME --url URL --api-key KEY --region REGION --capacity
 manage.py media_node cordon|enable NAME
 manage.py media_node drain NAME [--deadline-minutes M]
 manage.py media_node remove NAME
+manage.py media_node reencrypt
+    (every node's API secret under the newest MEDIA_NODE_SECRET_KEYS key: key rotation)
 """
 
 import getpass
@@ -22,7 +24,10 @@ from media_nodes.models import MediaNode
 
 
 class Command(BaseCommand):
-    help = "List, add, cordon, drain, enable or remove media nodes."
+    help = (
+        "List, add, cordon, drain, enable or remove media nodes; reencrypt their secrets "
+        "with the newest key."
+    )
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -39,6 +44,7 @@ class Command(BaseCommand):
         drain = sub.add_parser("drain")
         drain.add_argument("name")
         drain.add_argument("--deadline-minutes", type=int, default=None)
+        sub.add_parser("reencrypt")
 
     def handle(self, *args, action, **options):
         actor = Actor.system(f"manage.py media_node {action}")
@@ -100,3 +106,7 @@ class Command(BaseCommand):
     def do_remove(self, actor, name, **options):
         services.node_remove(actor=actor, node=self._node(name))
         self.stdout.write(f"{name} removed.")
+
+    def do_reencrypt(self, actor, **options):
+        count = services.node_secrets_reencrypt(actor=actor)
+        self.stdout.write(f"{count} node secrets encrypted with the newest key.")

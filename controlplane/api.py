@@ -96,11 +96,13 @@ def exception_handler(exc, context):
         from rest_framework.response import Response
 
         outage.database_unavailable_log(context["request"], exc)
-        return Response(
+        response = Response(
             {"detail": outage.database_unavailable_detail(), "code": "service_unavailable"},
             status=503,
             headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
         )
+        response._has_been_logged = True  # in one line above, not again as an error
+        return response
     if isinstance(exc, NoFreeSeat):
         from rest_framework.response import Response
 

@@ -83,13 +83,26 @@ TOO_MANY_TOKENS = OpenApiResponse(
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus Django's ValidationError raised by services as a 400."""
+    """DRF's handler, plus Django's ValidationError raised by services as a 400, and
+    an unreachable database as a 503 with Retry-After (see controlplane.outage)."""
     from django.core.exceptions import ValidationError as DjangoValidationError
     from rest_framework.exceptions import ValidationError
     from rest_framework.views import exception_handler as drf_exception_handler
 
+    from controlplane import outage
     from licensing.services import NoFreeSeat
 
+    if isinstance(exc, outage.DATABASE_ERRORS):
+        from rest_framework.response import Response
+
+        outage.database_unavailable_log(context["request"], exc)
+        response = Response(
+            {"detail": outage.database_unavailable_detail(), "code": "service_unavailable"},
+            status=503,
+            headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+        )
+        response._has_been_logged = True  # in one line above, not again as an error
+        return response
     if isinstance(exc, NoFreeSeat):
         from rest_framework.response import Response
 

@@ -31,6 +31,12 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=DEMO_DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that drops packets must fail a request in seconds (503, see
+    # controlplane/outage.py), not hang it until gunicorn kills the worker.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=5)
+    )
 # Server-side prepared statements: the login path's queries are planned once per
 # connection. Turn off behind a PgBouncer older than 1.21 in transaction mode.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
@@ -284,6 +290,9 @@ OIDC_TIMEOUT = (3.05, env.float("OIDC_TIMEOUT_SECONDS", default=10.0))
 # HTTP(S)_PROXY variables are not read: looking them up costs on every call).
 OIDC_PROXY = env.str("OIDC_PROXY", default="")
 OIDC_DISCOVERY_TTL_SECONDS = env.int("OIDC_DISCOVERY_TTL_SECONDS", default=3600)
+# Before sending an agent to the provider, ask it again when it has been silent (or
+# failing) for this long, so that a provider that is down gets a clear page here.
+OIDC_PROVIDER_CHECK_SECONDS = env.float("OIDC_PROVIDER_CHECK_SECONDS", default=5.0)
 OIDC_CLOCK_SKEW_SECONDS = env.int("OIDC_CLOCK_SKEW_SECONDS", default=60)
 # Silent re-authentication (prompt=none) once the ID token is this old.
 OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", default=900)

@@ -39,3 +39,5 @@ urlpatterns = [
 ]
 
 handler404 = "controlplane.api.not_found"
+# A database outage answers 503 with Retry-After, in the caller's format.
+handler500 = "controlplane.outage.server_error"

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
@@ -34,6 +34,13 @@ class DevIdp:
     client_secret: str
     redirect_uri: str
     post_logout_redirect_uri: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """Stop the provider now (a fault test): its port refuses connections."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
     @property
     def root(self) -> str:
@@ -117,6 +124,7 @@ def running_dev_idp(
                 client_secret=client["client_secret"],
                 redirect_uri=client["redirect_uris"][0],
                 post_logout_redirect_uri=client["post_logout_redirect_uris"][0],
+                process=process,
             )
         finally:
             process.terminate()

@@ -4,6 +4,11 @@ Metadata comes from the discovery document and is cached; signing keys come from
 the JWKS and are cached too, refetched once when a token names an unknown ``kid``
 (so the provider can rotate keys) but never more than once every few seconds.
 Every check a token must pass is here, with a precise reason when it fails.
+
+Whether the provider answers is known from every call made to it; when it has
+been silent for ``OIDC_PROVIDER_CHECK_SECONDS``, ``provider_check`` asks again
+before an agent is sent there, so that an agent is not redirected to a provider that
+is down.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class LoginRefused(Exception):
 class _ProviderCache:
     metadata: dict | None = None
     metadata_at: float = 0.0
+    # When the provider last answered a call (not with a 5xx); 0 after a failure.
+    answered_at: float = 0.0
     keys: dict = field(default_factory=dict)
     # When each unknown kid last made us refetch the JWKS (one refetch per kid per window).
     misses: dict = field(default_factory=dict)
@@ -68,8 +75,19 @@ def provider_timer_reset() -> None:
     _timing.seconds = 0.0
 
 
+class ProviderUnavailable(requests.RequestException):
+    """The provider answered, but as a provider in trouble does (5xx, 429, not JSON)."""
+
+
+def provider_unavailable_if(response: requests.Response) -> None:
+    """Raise ``ProviderUnavailable`` for an answer that says "try again later"."""
+    if response.status_code >= 500 or response.status_code == 429:
+        raise ProviderUnavailable(f"HTTP {response.status_code}", response=response)
+
+
 class _TimedSession:
-    """Every call to the provider goes through here, so its share of a login is known."""
+    """Every call to the provider goes through here, so its share of a login is known,
+    and so is whether it answers."""
 
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         started = time.perf_counter()
@@ -77,10 +95,14 @@ class _TimedSession:
             kwargs.setdefault(
                 "proxies", {"http": settings.OIDC_PROXY, "https": settings.OIDC_PROXY}
             )
+        answered = False
         try:
-            return _session.request(method, url, **kwargs)
+            response = _session.request(method, url, **kwargs)
+            answered = response.status_code < 500
+            return response
         finally:
             _timing.seconds = provider_seconds() + time.perf_counter() - started
+            _cache().answered_at = time.monotonic() if answered else 0.0
 
     def get(self, url: str, **kwargs) -> requests.Response:
         return self.request("GET", url, **kwargs)
@@ -97,6 +119,19 @@ def http() -> _TimedSession:
     return _timed
 
 
+def _metadata_fetch(cache: _ProviderCache) -> dict:
+    response = http().get(settings.OIDC_OP_DISCOVERY_URL, timeout=settings.OIDC_TIMEOUT)
+    response.raise_for_status()
+    metadata = response.json()
+    if not isinstance(metadata, dict):
+        raise LoginRefused("provider_misconfigured", "discovery is not a JSON object")
+    for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(metadata.get(key), str):
+            raise LoginRefused("provider_misconfigured", f"discovery lacks {key}")
+    cache.metadata, cache.metadata_at = metadata, time.monotonic()
+    return metadata
+
+
 def provider_metadata() -> dict:
     """The discovery document, cached for ``OIDC_DISCOVERY_TTL_SECONDS``."""
     cache = _cache()
@@ -104,22 +139,32 @@ def provider_metadata() -> dict:
         fresh = time.monotonic() - cache.metadata_at < settings.OIDC_DISCOVERY_TTL_SECONDS
         if cache.metadata is not None and fresh:
             return cache.metadata
-        response = http().get(settings.OIDC_OP_DISCOVERY_URL, timeout=settings.OIDC_TIMEOUT)
-        response.raise_for_status()
-        metadata = response.json()
-        for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
-            if not isinstance(metadata.get(key), str):
-                raise LoginRefused("provider_misconfigured", f"discovery lacks {key}")
-        cache.metadata, cache.metadata_at = metadata, time.monotonic()
-        return metadata
+        return _metadata_fetch(cache)
+
+
+def provider_check() -> None:
+    """Make sure the provider answers before an agent is sent to it.
+
+    Free while logins flow (each call to the provider counts as an answer); after
+    ``OIDC_PROVIDER_CHECK_SECONDS`` of silence, or after a failed call, the discovery
+    document is fetched again. Raises what ``provider_metadata`` raises.
+    """
+    cache = _cache()
+    if time.monotonic() - cache.answered_at < settings.OIDC_PROVIDER_CHECK_SECONDS:
+        return
+    with cache.lock:
+        if time.monotonic() - cache.answered_at < settings.OIDC_PROVIDER_CHECK_SECONDS:
+            return  # another thread has just checked
+        _metadata_fetch(cache)
 
 
 def _fetch_keys(cache: _ProviderCache) -> None:
     response = http().get(provider_metadata()["jwks_uri"], timeout=settings.OIDC_TIMEOUT)
     response.raise_for_status()
+    body = response.json()
     keys = {}
-    for jwk in response.json().get("keys", []):
-        if jwk.get("use", "sig") != "sig" or "kid" not in jwk:
+    for jwk in body.get("keys", []) if isinstance(body, dict) else []:
+        if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig" or "kid" not in jwk:
             continue
         try:
             keys[jwk["kid"]] = jwt.PyJWK(jwk)
@@ -247,9 +292,13 @@ def exchange_code(*, code: str, redirect_uri: str, code_verifier: str | None) ->
     response = http().post(
         provider_metadata()["token_endpoint"], data=payload, timeout=settings.OIDC_TIMEOUT
     )
+    provider_unavailable_if(response)
     try:
         body = response.json()
     except ValueError:
+        if response.status_code < 400:
+            # An error page where tokens should be (a proxy, a maintenance page).
+            raise ProviderUnavailable("token response is not JSON", response=response) from None
         body = {}
     if response.status_code >= 400:
         error = body.get("error") if isinstance(body, dict) else None

@@ -7,6 +7,7 @@ says why (and an audit event), and time the provider's share of each login.
 """
 
 import contextlib
+import logging
 import time
 
 import requests
@@ -31,6 +32,10 @@ from accounts.services import login_refusal_record
 from audit.actor import Actor, client_ip
 from audit.services import audit_record
 from controlplane.ratelimit import RateLimited, rate_limit_check, rate_limit_hit
+
+logger = logging.getLogger(__name__)
+# How long an agent is asked to wait before retrying when ProConnect is down.
+PROVIDER_RETRY_AFTER_SECONDS = 30
 
 # What the agent reads for each refusal: what happened, and what to do.
 REASONS = {
@@ -92,12 +97,23 @@ def _refusal(request, reason: str, *, claims=None, detail: str = "", status: int
             )
     login_refusal_record(reason=reason, claims=claims, ip=client_ip(request), detail=detail)
     title, advice = REASONS.get(reason, SECURITY_REASON)
-    return render(
-        request,
-        "console/login_refused.html",
-        {"reason": reason, "message": title, "advice": advice, "title": title},
-        status=status,
-    )
+    context = {"reason": reason, "message": title, "advice": advice, "title": title}
+    if reason == "provider_unreachable":
+        context["retry_url"] = reverse("oidc_authentication_init")
+    response = render(request, "console/login_refused.html", context, status=status)
+    if status == 503:
+        response["Retry-After"] = str(PROVIDER_RETRY_AFTER_SECONDS)
+    return response
+
+
+def _provider_unreachable(request, stage: str, exc: Exception):
+    """ProConnect is down or in trouble: a warning for operators (the error's kind and
+    status only, never a URL, code or token), and a page telling the agent to retry."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    detail = type(exc).__name__ + (f" HTTP {status}" if status else "")
+    logger.warning("ProConnect unreachable at %s: %s", stage, detail)
+    return _refusal(request, "provider_unreachable", detail=f"{stage}: {detail}", status=503)
 
 
 def _too_many(request, exc: RateLimited):
@@ -142,9 +158,11 @@ class ProConnectLoginView(OIDCAuthenticationRequestView):
         except RateLimited as exc:
             return _too_many(request, exc)
         try:
+            # Never send an agent to a provider that does not answer: say so here.
+            provider.provider_check()
             self.OIDC_OP_AUTH_ENDPOINT = provider.provider_metadata()["authorization_endpoint"]
-        except (requests.RequestException, ValueError, LoginRefused):
-            return _refusal(request, "provider_unreachable", status=503)
+        except (requests.RequestException, ValueError, LoginRefused) as exc:
+            return _provider_unreachable(request, "authorization", exc)
         return _server_timing(super().get(request), started)
 
     def get_extra_params(self, request):
@@ -203,7 +221,7 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
         except SuspiciousOperation as exc:
             return _refusal(request, "invalid_response", detail=str(exc)[:100], status=400)
         except requests.RequestException as exc:
-            return _refusal(request, "provider_unreachable", detail=type(exc).__name__, status=503)
+            return _provider_unreachable(request, "callback", exc)
         return _server_timing(response, started)
 
     def login_failure(self):

@@ -323,14 +323,19 @@ def start_workers(procs: Processes, env: dict, concurrency: int) -> None:
 
 def wait_workers(redis_url: str, count: int, procs: Processes, timeout: float = 60) -> None:
     from celery import Celery
+    from kombu import Connection
 
-    app = Celery(broker=redis_url)
+    # A CELERY_BROKER_URL in the environment (the test suite sets one) would win over
+    # Celery(broker=...): ping through a mailbox on this run's own broker instead.
+    app = Celery()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        replies = app.control.ping(timeout=0.5) or []
-        if len([r for r in replies if list(r)[0].startswith("peak")]) >= count:
-            return
+    with Connection(redis_url) as connection:
+        mailbox = app.control.Mailbox("celery", type="fanout", accept=["json"])(connection)
+        while time.monotonic() < deadline:
+            procs.check_alive()
+            replies = mailbox._broadcast("ping", reply=True, timeout=0.5) or []
+            if len([r for r in replies if list(r)[0].startswith("peak")]) >= count:
+                return
     raise SystemExit("the Celery workers did not answer within 60 s")
 
 

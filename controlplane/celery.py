@@ -4,6 +4,9 @@ Tasks are acknowledged late (a worker that dies mid-task gets it delivered
 again), have soft and hard time limits and bounded retries, and run on one
 queue per kind of work (see ``CELERY_QUEUES`` in settings).
 
+Redis URLs use the transport of ``controlplane.broker`` (kombu's, fixed so that a
+worker whose Redis restarts reconnects instead of stopping).
+
 Workers log through the project's ``LOGGING`` (JSON in production) at the level
 given by ``--loglevel``, and carry the request id of the request that queued a
 task (``controlplane.logs``). With ``CELERY_METRICS_PORT`` set, the worker's main
@@ -17,7 +20,10 @@ import os
 from celery import Celery, Task, signals
 from kombu import Queue
 
+from controlplane import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+broker.transport_register()  # before any connection is made
 
 app = Celery("controlplane", task_cls="controlplane.celery:BaseTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -39,6 +45,12 @@ def _configure(sender, **kwargs):
         accept_content=["json"],
         result_expires=3600,
         broker_connection_retry_on_startup=True,
+        # Tasks running when the broker connection drops run to the end: their work is
+        # in PostgreSQL and idempotent; killing them would only waste it. (Their acks
+        # are lost with the connection: a message Redis still holds is delivered again
+        # later, and the task finds its work done.) Celery 6 flips the default, and 5.x
+        # warns at every reconnect until it is set.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_eager_propagates=True,
         task_annotations={"*": {"max_retries": settings.CELERY_TASK_MAX_RETRIES}},
     )

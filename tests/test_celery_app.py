@@ -1,5 +1,6 @@
 """The Celery app carries the house task defaults and one queue per kind of work."""
 
+from celery import beat
 from django.conf import settings
 
 from controlplane.celery import app
@@ -53,3 +54,32 @@ def test_unacknowledged_messages_come_back_after_the_visibility_timeout():
     assert options["visibility_timeout"] == settings.CELERY_VISIBILITY_TIMEOUT_SECONDS
     sweep_period = options["unacked_restore_interval"] * options["unacked_restore_throttle"]
     assert 1 <= sweep_period <= max(1, options["visibility_timeout"] / 10)
+
+
+def test_beat_sends_its_tasks_without_waiting_on_the_result_store(monkeypatch):
+    """Beat reads no result, so it sends its tasks without subscribing to one first (while
+    Redis was away, that subscription held beat up to 20 s per task, every other entry
+    with it); a task sent with a result would subscribe."""
+    subscribed = []
+    app.conf.task_always_eager = False  # sent, as beat does (``eager_celery`` resets it)
+    monkeypatch.setattr(
+        type(app.backend), "on_task_call", lambda self, producer, task_id: subscribed.append(1)
+    )
+    scheduler = beat.Scheduler(app, lazy=True)
+    entries = [
+        beat.ScheduleEntry(name=name, app=app, **entry)
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+    ]
+    with app.connection_for_write("memory://") as connection:
+        producer = app.amqp.Producer(connection)
+        for entry in entries:
+            scheduler.apply_async(entry, producer=producer, advance=False)
+        assert subscribed == []
+        with_result = beat.ScheduleEntry(name="control", task=entries[0].task, app=app)
+        scheduler.apply_async(with_result, producer=producer, advance=False)
+        assert subscribed == [1]
+
+
+def test_tasks_running_when_the_broker_connection_drops_run_to_the_end():
+    """Their work is in PostgreSQL and idempotent: a broker reconnect does not kill them."""
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False

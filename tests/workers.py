@@ -106,6 +106,15 @@ def output(process) -> str:
     return process.log.read()
 
 
+def errors(process, width: int = 800) -> str:
+    """The lines a process has logged at ERROR or CRITICAL so far, each cut to ``width``
+    characters: what an assertion message shows of a long log (its tail may not hold
+    the error that mattered)."""
+    levels = ('"level": "ERROR"', '"level": "CRITICAL"', "ERROR/", "CRITICAL/")
+    lines = output(process).splitlines()
+    return "\n".join(line[:width] for line in lines if any(level in line for level in levels))
+
+
 def stop(process, timeout: float = 15) -> None:
     """Ask a process to stop (SIGTERM), then kill its process group if it will not."""
     if process.poll() is None:

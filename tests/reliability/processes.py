@@ -150,10 +150,11 @@ def web_server(env: dict):
 
 
 @contextmanager
-def celery_beat(env: dict, folder: Path):
-    """Celery beat with the project's schedule (its state file in ``folder``)."""
+def celery_beat(env: dict, folder: Path, loglevel: str = "WARNING"):
+    """Celery beat with the project's schedule (its state file in ``folder``); at
+    ``loglevel="INFO"`` it logs every task it sends."""
     command = [sys.executable, "-m", "celery", "-A", "controlplane", "beat"]
-    command += ["--schedule", str(folder / "beat-schedule"), "--loglevel", "WARNING"]
+    command += ["--schedule", str(folder / "beat-schedule"), "--loglevel", loglevel]
     process = _started(command, env=app_environment(env), cwd=ROOT)
     try:
         yield process

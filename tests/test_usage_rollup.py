@@ -116,6 +116,22 @@ def test_rerunning_any_range_changes_nothing(scene):
     assert rows() == before
 
 
+def sql_matches_python(days) -> dict:
+    """Roll ``days`` up on PostgreSQL, assert the rows equal the Python definition's,
+    and return them as {(day, ministry id, unit): figures}."""
+    rollup_days(days[0], days[-1])
+    expected = {
+        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
+        for r in rollup_compute_python(days)
+    }
+    actual = {
+        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
+        for r in DailyUsage.objects.all()
+    }
+    assert actual == expected
+    return actual
+
+
 def test_sql_matches_the_python_definition_on_random_sessions(world):
     """On random stays (midnight, DST-free days, overlaps, guests), the SQL roll-up and
     the Python fallback agree row for row."""
@@ -137,16 +153,7 @@ def test_sql_matches_the_python_definition_on_random_sessions(world):
             left = min(end, joined + timedelta(minutes=rng.randrange(0, 240)))
             stay(m, rng.choice([*agents, None]), joined, left)
     days = [base + timedelta(days=n) for n in range(7)]
-    rollup_days(days[0], days[-1])
-    expected = {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in rollup_compute_python(days)
-    }
-    actual = {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in DailyUsage.objects.all()
-    }
-    assert actual == expected
+    sql_matches_python(days)
 
 
 def test_sql_matches_the_python_definition_on_awkward_sessions(world):
@@ -178,16 +185,7 @@ def test_sql_matches_the_python_definition_on_awkward_sessions(world):
         p.save()
     assert ParticipantSession.objects.filter(pseudonymised_at__isnull=False).exists()
     days = [base + timedelta(days=n) for n in range(9)]
-    rollup_days(days[0], days[-1])
-    expected = {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in rollup_compute_python(days)
-    }
-    actual = {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in DailyUsage.objects.all()
-    }
-    assert actual == expected
+    actual = sql_matches_python(days)
     assert max(v[3] for v in actual.values()) >= 3  # the sweep had real overlaps to find
 
 

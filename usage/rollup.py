@@ -324,7 +324,7 @@ def _rollup_postgresql(days: list[date]) -> int:
         cursor.execute(f"CREATE TEMPORARY TABLE usage_rollup_rows AS {ROLLUP_SQL}", params)
         cursor.execute(SCOPES_SQL)
         # 2. The peaks: a sweep over the day's joins and leaves, in memory.
-        peaks = _peaks_postgresql(cursor, params, len(days))
+        peaks = _peaks_postgresql(cursor, params)
         cursor.execute(
             "CREATE TEMPORARY TABLE usage_rollup_peaks "
             "(day int4, m int4, u int4, peak int4, PRIMARY KEY (day, m, u))"
@@ -370,7 +370,7 @@ def _instants(data: bytes) -> np.ndarray:
     return items["value"].astype(np.int64)
 
 
-def _peaks_postgresql(cursor, params: dict, day_count: int) -> list[tuple[int, int, int, int]]:
+def _peaks_postgresql(cursor, params: dict) -> list[tuple[int, int, int, int]]:
     """Peaks of the range, one day at a time, from ``PIECES_ARRAYS_SQL``."""
     results: list[tuple[int, int, int, int]] = []
     day, parts = None, []

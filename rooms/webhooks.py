@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
 from django.http import JsonResponse
 from django.utils import timezone
@@ -208,9 +208,31 @@ def _close(session: ParticipantSession, left_at: datetime) -> None:
     session.save(update_fields=["left_at", "duration_seconds", "updated_at"])
 
 
+def _cover(meeting: MeetingSession, joined_at: datetime) -> None:
+    """Keep the meeting's span over its participants' joins (the usage roll-up finds a
+    meeting's sessions by the meeting's days, see ``usage.rollup``): a join stamped
+    before the start moves the start back, as an early ``room_started`` does, and a
+    join stamped after the end moves the end on."""
+    fields = []
+    if joined_at < meeting.started_at:
+        meeting.started_at = joined_at
+        fields.append("started_at")
+    if meeting.ended_at is not None and joined_at > meeting.ended_at:
+        meeting.ended_at = joined_at
+        fields.append("ended_at")
+    if fields:
+        meeting.save(update_fields=[*fields, "updated_at"])
+
+
 def _new_participant(meeting: MeetingSession, event: WebhookEvent) -> ParticipantSession:
     participant = event.participant
     agent = _agent_for(participant.identity)
+    joined_at = (
+        _moment(participant.joined_at_ms / 1000)
+        or _moment(participant.joined_at)
+        or _event_time(event)
+    )
+    _cover(meeting, joined_at)
     return ParticipantSession(
         meeting=meeting,
         agent=agent,
@@ -218,11 +240,7 @@ def _new_participant(meeting: MeetingSession, event: WebhookEvent) -> Participan
         organizational_unit=agent.organizational_unit if agent else "",
         identity=participant.identity,
         participant_sid=participant.sid,
-        joined_at=(
-            _moment(participant.joined_at_ms / 1000)
-            or _moment(participant.joined_at)
-            or _event_time(event)
-        ),
+        joined_at=joined_at,
     )
 
 
@@ -243,7 +261,8 @@ def _room_started(node: MediaNode, event: WebhookEvent) -> None:
 
 def _room_finished(node: MediaNode, event: WebhookEvent) -> None:
     meeting = _meeting(node=node, event=event)
-    ended_at = max(_event_time(event), meeting.started_at)
+    last_join = meeting.participants.aggregate(last=Max("joined_at"))["last"]
+    ended_at = max(_event_time(event), meeting.started_at, last_join or meeting.started_at)
     if meeting.ended_at is None:
         meeting.ended_at = ended_at
         meeting.save(update_fields=["ended_at", "updated_at"])

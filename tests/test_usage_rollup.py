@@ -189,6 +189,39 @@ def test_sql_matches_the_python_definition_on_awkward_sessions(world):
     assert max(v[3] for v in actual.values()) >= 3  # the sweep had real overlaps to find
 
 
+def test_sql_matches_the_python_definition_at_the_edges_of_a_range(world):
+    """Meetings that started before the range or end after it, stays outside the range
+    of a meeting within it, stays still open and a meeting still running: units are
+    credited with the meetings they attended wherever their stays lie, and the
+    PostgreSQL path (which finds those stays by meeting) agrees with the definition."""
+    base = timezone.localdate() - timedelta(days=12)
+    first, last = base + timedelta(days=2), base + timedelta(days=4)
+    x, y, z, w, v = (AgentFactory(ministry=world.a, organizational_unit=unit) for unit in "XYZWV")
+    guest = None
+    before = meeting(world.a, at(base, 10), at(base, 12, plus_days=3))  # ends within
+    stay(before, x, at(base, 10), at(base, 11))  # wholly before the range
+    stay(before, y, at(base, 23), at(base, 1, plus_days=3))  # into the range
+    stay(before, guest, at(base, 10), at(base, 12, plus_days=3))
+    running = meeting(world.b, at(last, 23))  # not ended
+    stay(running, z, at(last, 23, 30))  # still open
+    inside = meeting(world.a, at(base, 10, plus_days=3), at(base, 12, plus_days=3))
+    stay(inside, w, at(base, 10, plus_days=3))  # open, in a meeting that ended
+    stay(inside, x, at(base, 10, plus_days=3), at(base, 11, plus_days=3))
+    after = meeting(world.b, at(last, 20), at(last, 2, plus_days=1))  # ends after
+    stay(after, v, at(last, 1, plus_days=1), at(last, 2, plus_days=1))  # wholly after
+    stay(after, y, at(last, 20), at(last, 21))
+    days = [first + timedelta(days=n) for n in range(3)]
+    actual = sql_matches_python(days)
+    alpha = world.a.pk
+    # Each unit found by its own path, as the definition says.
+    assert actual[(last, alpha, "Z")][0] == 1  # an open stay of a running meeting
+    assert actual[(last, alpha, "V")][0] == 1  # a stay after the range
+    assert actual[(base + timedelta(days=3), alpha, "W")][0] == 1  # an open stay
+    # X's stay before the range still counts X in the meeting ending within it (74
+    # hours long), beside the 2-hour meeting X attended that day: their mean length.
+    assert actual[(base + timedelta(days=3), alpha, "X")][4] == (74 + 2) * 3600 // 2
+
+
 def test_late_webhook_is_counted_in_its_day_by_the_incremental_run(scene):
     """A stay recorded after the watermark, for a day long past, re-rolls that day only."""
     d = scene

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from usage.rollup import sweep_peaks
+from usage.rollup import split_by_day, sweep_peaks
 
 # (day, ministry number, unit number, join, leave); units belong to one ministry each.
 UNIT_MINISTRY = {1: 1, 2: 1, 3: 2}
@@ -72,3 +72,39 @@ def test_sweep_counts_a_leave_and_a_join_at_the_same_instant_once():
     assert sorted(sweep_peaks(pieces, 1)) == [(0, 0, 0, 1), (0, 1, 0, 1), (0, 1, 1, 1)]
     pieces["t0"][1] = 9
     assert sorted(sweep_peaks(pieces, 1)) == [(0, 0, 0, 2), (0, 1, 0, 2), (0, 1, 1, 2)]
+
+
+def day_of(starts, instant):
+    """The index of the day holding ``instant`` (-1 before the first, len-1 after)."""
+    return sum(1 for start in starts if start <= instant) - 1
+
+
+def pieces_by_definition(starts, stays):
+    """The roll-up's definition, stay by stay: a stay within one day is that day's; a
+    longer one belongs to every day from its join's to its leave's, a leave at midnight
+    ending the day before; only the range's days count, each piece clipped to its day."""
+    days = len(starts) - 1
+    found = []
+    for index, (t0, t1) in enumerate(stays):
+        first, last = day_of(starts, t0), day_of(starts, t1)
+        if first != last:
+            last = day_of(starts, t1 - 1)
+        for day in range(max(first, 0), min(last, days - 1) + 1):
+            found.append((index, day, max(t0, starts[day]), min(t1, starts[day + 1])))
+    return sorted(found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 30), min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(-20, 120), st.integers(0, 60)), max_size=20),
+)
+def test_split_by_day_matches_the_definition(lengths, raw):
+    """Stays cut at day starts (days of any length, as on DST changes), including stays
+    before and after the range, across several days, and of no length at midnight."""
+    starts = np.cumsum([0, *lengths]).astype(np.int64)
+    stays = [(t0, t0 + length) for t0, length in raw]
+    t0 = np.array([s[0] for s in stays], np.int64)
+    t1 = np.array([s[1] for s in stays], np.int64)
+    found = sorted(zip(*(part.tolist() for part in split_by_day(t0, t1, starts)), strict=True))
+    assert found == pieces_by_definition(starts.tolist(), stays)

@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from google.protobuf.json_format import MessageToJson
 from livekit import api
 from livekit.protocol import models as lk_models
@@ -483,3 +484,63 @@ def test_simulated_node_end_to_end(world, live_server):
     assert (node.observed_participants, node.reserved_participants) == (0, 0)
     allocation.refresh_from_db()
     assert allocation.close_reason == Allocation.Reason.FINISHED
+
+
+@pytest.mark.django_db
+def test_meeting_span_covers_its_joins(world):
+    """A meeting's span always covers its participants' joins, whatever the stamps say
+    (the usage roll-up finds a meeting's stays by the meeting's days): a join stamped
+    before the start moves the start back, one stamped after the end moves the end on,
+    and room_finished never ends a meeting before its last join."""
+    node = make_node("n1")
+    now = int(time.time())
+    deliver(make_event("room_started", at=now), node)
+    early = make_event("participant_joined", identity="early", at=now)
+    early.participant.joined_at = now - 30
+    deliver(early, node)
+    meeting = MeetingSession.objects.get()
+    assert meeting.started_at.timestamp() == now - 30
+    stamped_late = make_event("participant_joined", identity="ahead", at=now)
+    stamped_late.participant.joined_at = now + 100
+    deliver(stamped_late, node)
+    deliver(make_event("room_finished", at=now + 50), node)
+    meeting.refresh_from_db()
+    assert meeting.ended_at.timestamp() == now + 100
+    deliver(make_event("participant_joined", identity="after", at=now + 200), node)
+    meeting.refresh_from_db()
+    after = ParticipantSession.objects.get(identity="after")
+    assert meeting.ended_at.timestamp() == now + 200
+    assert after.joined_at == after.left_at == meeting.ended_at
+    for p in ParticipantSession.objects.all():
+        assert meeting.started_at <= p.joined_at <= meeting.ended_at
+
+
+@pytest.mark.django_db
+def test_migration_widens_meetings_to_cover_their_joins(world):
+    """Meetings recorded before that rule are widened by the migration, and marked
+    changed for the incremental roll-up; a meeting already covering its joins is kept."""
+    import importlib
+
+    from django.apps import apps
+
+    from tests.usage_scenes import meeting, stay
+
+    migration = importlib.import_module("rooms.migrations.0005_meeting_spans_cover_joins")
+    start = timezone.now() - timedelta(days=3)
+    narrow = meeting(None, start, start + timedelta(hours=1))
+    stay(narrow, None, start - timedelta(minutes=5), start + timedelta(minutes=10))
+    stay(narrow, None, start + timedelta(hours=2), start + timedelta(hours=2))
+    fine = meeting(None, start, start + timedelta(hours=1))
+    stay(fine, None, start + timedelta(minutes=1), start + timedelta(minutes=2))
+    MeetingSession.objects.update(updated_at=start)
+    migration.cover(apps, None)
+    narrow.refresh_from_db()
+    fine.refresh_from_db()
+    assert narrow.started_at == start - timedelta(minutes=5)
+    assert narrow.ended_at == start + timedelta(hours=2)
+    assert narrow.updated_at > start
+    assert (fine.started_at, fine.ended_at, fine.updated_at) == (
+        start,
+        start + timedelta(hours=1),
+        start,
+    )

@@ -28,14 +28,17 @@ participant figures until they end: re-running a day gives the same rows whateve
 the time, and the day is rolled up again when the leave arrives (the session's
 ``updated_at`` moves). Today's row is therefore provisional.
 
-On PostgreSQL, every figure but the peak is computed in the database, set-based (one
-``CREATE TABLE ... AS SELECT`` whose distinct counts are hashed, not sorted); the peaks
-come from a sweep over the same sessions streamed once as fixed-width binary rows
-(``COPY ... (FORMAT BINARY)``) and sorted in memory with numpy, one day at a time; the
-rows replace the range's, in one transaction. Other databases (the SQLite demo) use a
-simple Python fallback with the same definitions, which the tests also use as the
-oracle. Rows exist only where something happened, except the national row, written
-for every day of a range (zeros included).
+On PostgreSQL, the database reads the range's sessions once, grouped by (ministry,
+unit) only, each group's joins, leaves, agents and meeting numbers sent as binary
+arrays; numpy then cuts stays at local midnights, counts distinct agents, sweeps for
+peaks and credits units with their meetings (working out a local day per row in SQL
+costs more than the whole scan). A unit's meetings also come from the stays found by
+meeting: those of meetings crossing the range's edges, and those still open; a
+meeting's span covers its joins (``rooms.webhooks`` keeps it so), so the others all
+joined within the range. The rows replace the range's, in one transaction. Other
+databases (the SQLite demo) use a simple Python fallback with the same definitions,
+which the tests also use as the oracle. Rows exist only where something happened,
+except the national row, written for every day of a range (zeros included).
 """
 
 from __future__ import annotations
@@ -141,262 +144,386 @@ def _rollup_range(days: list[date]) -> int:
     return len(rows)
 
 
-ROLLUP_SQL = """
-WITH days(day, day_start, day_end) AS (
-    SELECT * FROM unnest(%(days)s::date[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
-),
-ps AS ({pieces}),
-per_agent AS MATERIALIZED (
-    -- One row per day, ministry, unit and agent (guests together under a NULL key):
-    -- distinct agents become plain counts, computed by hashing rather than sorting.
-    SELECT day, ministry_id, unit, agent_key, SUM(t1 - t0) AS stay
-    FROM ps
-    GROUP BY day, ministry_id, unit, agent_key
-),
-participants AS (
-    SELECT day, NULL::uuid AS ministry_id, ''::varchar AS unit,
-           SUM(stay) AS stay, COUNT(agent_key) AS agents
-    FROM (SELECT day, agent_key, SUM(stay) AS stay FROM per_agent GROUP BY day, agent_key) a
-    GROUP BY day
-    UNION ALL
-    SELECT day, ministry_id, '', SUM(stay), COUNT(agent_key)
-    FROM (
-        SELECT day, ministry_id, agent_key, SUM(stay) AS stay
-        FROM per_agent WHERE ministry_id IS NOT NULL
-        GROUP BY day, ministry_id, agent_key
-    ) a
-    GROUP BY day, ministry_id
-    UNION ALL
-    SELECT day, ministry_id, unit, SUM(stay), COUNT(agent_key)
-    FROM per_agent WHERE ministry_id IS NOT NULL AND unit <> ''
-    GROUP BY day, ministry_id, unit
-),
-meetings_in_range AS MATERIALIZED (
-    SELECT m.id, m.ministry_id, m.ended_at - m.started_at AS length,
-           (m.started_at AT TIME ZONE %(tz)s)::date AS started_day,
-           (m.ended_at AT TIME ZONE %(tz)s)::date AS ended_day
-    FROM rooms_meetingsession m
-    WHERE (m.started_at >= %(range_start)s AND m.started_at < %(range_end)s)
-       OR (m.ended_at >= %(range_start)s AND m.ended_at < %(range_end)s)
-),
-meeting_scopes AS (
-    SELECT started_day, ended_day, length, NULL::uuid AS ministry_id, ''::varchar AS unit
-    FROM meetings_in_range
-    UNION ALL
-    SELECT started_day, ended_day, length, ministry_id, ''::varchar
-    FROM meetings_in_range WHERE ministry_id IS NOT NULL
-    UNION ALL
-    -- The units whose agents attended each meeting (the meeting's days and length
-    -- ride along in the key, so no second join is needed).
-    SELECT pm.started_day, pm.ended_day, pm.length, p.ministry_id,
-           p.organizational_unit COLLATE "C"
-    FROM rooms_participantsession p
-    JOIN meetings_in_range pm ON pm.id = p.meeting_id
-    WHERE p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
-    GROUP BY p.meeting_id, pm.started_day, pm.ended_day, pm.length, p.ministry_id,
-             p.organizational_unit COLLATE "C"
-),
-meeting_figures AS (
-    -- Meetings by the day they started, and lengths by the day they ended, in one pass.
-    SELECT started_day, ended_day, ministry_id, unit, GROUPING(started_day) AS by_end,
-           COUNT(*) AS meetings, SUM(length) AS length
-    FROM meeting_scopes
-    GROUP BY GROUPING SETS ((started_day, ministry_id, unit), (ended_day, ministry_id, unit))
-),
-figures AS (
-    SELECT started_day AS day, ministry_id, unit, meetings, NULL::interval AS stay,
-           0 AS agents, NULL::numeric AS average_seconds
-    FROM meeting_figures
-    WHERE by_end = 0 AND started_day BETWEEN %(first_day)s AND %(last_day)s
-    UNION ALL
-    SELECT day, ministry_id, unit, 0, stay, agents, NULL FROM participants
-    UNION ALL
-    SELECT ended_day, ministry_id, unit, 0, NULL, 0,
-           EXTRACT(EPOCH FROM length) / meetings
-    FROM meeting_figures
-    WHERE by_end = 1 AND ended_day BETWEEN %(first_day)s AND %(last_day)s
-    UNION ALL
-    SELECT day, NULL::uuid, ''::varchar, 0, NULL, 0, NULL FROM days
-)
-SELECT ministry_id, day, unit,
-       SUM(meetings) AS meetings,
-       COALESCE(ROUND(EXTRACT(EPOCH FROM SUM(stay)) / 60), 0) AS participant_minutes,
-       SUM(agents) AS active_agents,
-       COALESCE(ROUND(MAX(average_seconds)), 0) AS average_meeting_seconds
-FROM figures
-GROUP BY day, ministry_id, unit
+# -- PostgreSQL ---------------------------------------------------------------------------
+#
+# The database does what it is fast at: one scan of the sessions, grouped by (ministry,
+# unit) only, each column of a group as a binary array (``array_send``), and a few small
+# queries on meetings. Everything that depends on local days (splitting at midnight,
+# distinct agents, peaks, meetings per unit) is then done with numpy on instants counted
+# in microseconds: computing a local day per row in SQL (``AT TIME ZONE``) costs more
+# than the whole scan.
+
+# Meetings of the range (started or ended in it), numbered ``n`` from 0, with their
+# room's ministry number (0: none). ``boundary`` meetings may have sessions joined
+# outside the range (they started before it, or have not ended within it); the
+# others' sessions all joined within it, since a meeting's span covers its joins
+# (``rooms.webhooks`` keeps it so).
+MEETINGS_SQL = """
+CREATE TEMPORARY TABLE usage_rollup_meetings AS
+SELECT m.id, (row_number() OVER ())::int4 - 1 AS n, COALESCE(mm.m, 0) AS m,
+       m.started_at, m.ended_at,
+       (m.started_at < %(range_start)s OR m.ended_at IS NULL
+        OR m.ended_at >= %(range_end)s) AS boundary
+FROM rooms_meetingsession m
+LEFT JOIN usage_rollup_ministries mm ON mm.id = m.ministry_id
+WHERE (m.started_at >= %(range_start)s AND m.started_at < %(range_end)s)
+   OR (m.ended_at >= %(range_start)s AND m.ended_at < %(range_end)s)
 """
 
-# Ended participant sessions clipped to each local day they overlap. Most start and end
-# on the same local day of the range: that day is computed directly; the others
-# (crossing midnight, or joined before the range) are matched with the days' bounds.
-# An agent is known by their id, or by their pseudonym once pseudonymised (a uuid made
-# from it, so that every key has the same narrow type).
-PIECES_SQL = """
-    SELECT (p.joined_at AT TIME ZONE %(tz)s)::date AS day, p.ministry_id,
-           p.organizational_unit COLLATE "C" AS unit, p.joined_at AS t0, p.left_at AS t1,
+MEETING_ARRAYS_SQL = """
+SELECT array_send(array_agg(n)), array_send(array_agg(m)),
+       array_send(array_agg(started_at)),
+       array_send(array_agg(COALESCE(ended_at, 'infinity'::timestamptz)))
+FROM usage_rollup_meetings
+"""
+
+# Ended participant sessions that overlap the range, per (ministry, unit): joins,
+# leaves, the agent (their id, or a uuid made from their pseudonym once pseudonymised;
+# the nil uuid for guests) and the meeting's number (-1: a meeting outside the range).
+SESSIONS_SQL = """
+SELECT p.ministry_id, p.organizational_unit,
+       array_send(array_agg(p.joined_at)), array_send(array_agg(p.left_at)),
+       array_send(array_agg(
            CASE
                WHEN p.agent_id IS NOT NULL THEN p.agent_id
                WHEN p.pseudonymised_at IS NOT NULL AND p.identity LIKE %(agent_prefix)s
                    THEN md5(p.identity)::uuid
-           END AS agent_key
-    FROM rooms_participantsession p
-    WHERE p.left_at IS NOT NULL
-      AND p.joined_at >= %(range_start)s
-      AND p.joined_at < %(range_end)s
-      AND (p.left_at AT TIME ZONE %(tz)s)::date = (p.joined_at AT TIME ZONE %(tz)s)::date
-    UNION ALL
-    SELECT g.day, p.ministry_id, p.organizational_unit COLLATE "C",
-           GREATEST(p.joined_at, g.day::timestamp AT TIME ZONE %(tz)s),
-           LEAST(p.left_at, (g.day + 1)::timestamp AT TIME ZONE %(tz)s),
-           CASE
-               WHEN p.agent_id IS NOT NULL THEN p.agent_id
-               WHEN p.pseudonymised_at IS NOT NULL AND p.identity LIKE %(agent_prefix)s
-                   THEN md5(p.identity)::uuid
-           END
-    FROM rooms_participantsession p
-    -- Each day of the range from the join's to the one the leave ends (a leave at
-    -- midnight ends the day before).
-    CROSS JOIN LATERAL (
-        SELECT d::date AS day
-        FROM generate_series(
-            GREATEST((p.joined_at AT TIME ZONE %(tz)s)::date, %(first_day)s::date),
-            LEAST(((p.left_at - interval '1 microsecond') AT TIME ZONE %(tz)s)::date,
-                  %(last_day)s::date),
-            interval '1 day'
-        ) AS d
-    ) g
-    WHERE p.left_at IS NOT NULL
-      AND p.joined_at < %(range_end)s
-      AND p.left_at >= %(range_start)s
-      AND ((p.left_at AT TIME ZONE %(tz)s)::date <> (p.joined_at AT TIME ZONE %(tz)s)::date
-           OR p.joined_at < %(range_start)s)
+               ELSE '00000000-0000-0000-0000-000000000000'::uuid
+           END)),
+       array_send(array_agg(COALESCE(rm.n, -1)))
+FROM rooms_participantsession p
+LEFT JOIN usage_rollup_meetings rm ON rm.id = p.meeting_id
+WHERE p.left_at IS NOT NULL AND p.joined_at < %(range_end)s AND p.left_at >= %(range_start)s
+GROUP BY p.ministry_id, p.organizational_unit
 """
 
-ROLLUP_SQL = ROLLUP_SQL.replace("{pieces}", PIECES_SQL)
-
-# Every (ministry, unit) with a row gets small integers: ``m`` for its ministry (from
-# 1), ``u`` for the unit (from 1; 0 for the ministry's own row).
-SCOPES_SQL = """
-CREATE TEMPORARY TABLE usage_rollup_scopes AS
-SELECT ministry_id, unit,
-       (dense_rank() OVER (ORDER BY ministry_id))::int AS m,
-       CASE WHEN unit = '' THEN 0 ELSE (row_number() OVER (ORDER BY ministry_id, unit))::int
-       END AS u
-FROM (SELECT DISTINCT ministry_id, unit FROM usage_rollup_rows
-      WHERE ministry_id IS NOT NULL) scopes
+# The other sessions that say which units attended a meeting of the range: those of
+# boundary meetings (found by meeting) and those still open.
+ATTENDANCE_SQL = """
+SELECT rm.n, p.ministry_id, p.organizational_unit
+FROM usage_rollup_meetings rm
+JOIN rooms_participantsession p ON p.meeting_id = rm.id
+WHERE rm.boundary AND p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
+UNION
+SELECT rm.n, p.ministry_id, p.organizational_unit
+FROM rooms_participantsession p
+JOIN usage_rollup_meetings rm ON rm.id = p.meeting_id
+WHERE p.left_at IS NULL AND p.ministry_id IS NOT NULL AND p.organizational_unit <> ''
 """
-
-# The pieces again for the sweep, a few rows per day: per day and scope number, the join
-# and leave instants as two binary arrays (``array_send``), read without a Python object
-# per piece.
-PIECES_ARRAYS_SQL = """
-SELECT (ps.day - %(first_day)s::date)::int4 AS day, COALESCE(s.m, 0), COALESCE(s.u, 0),
-       array_send(array_agg(ps.t0)), array_send(array_agg(ps.t1))
-FROM ({pieces}) ps
-LEFT JOIN usage_rollup_scopes s ON s.ministry_id = ps.ministry_id AND s.unit = ps.unit
-GROUP BY 1, 2, 3
-ORDER BY 1
-""".replace("{pieces}", PIECES_SQL)
 
 ROLLUP_WORK_MEM = "256MB"
+
+# PostgreSQL counts instants in microseconds from 2000-01-01 UTC.
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
+_NIL = (0, 0)
+
+
+def _microseconds(moment: datetime) -> int:
+    delta = moment - _PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _binary_array(data: bytes, element: str) -> np.ndarray:
+    """The elements of a one-dimensional array without NULLs as ``array_send`` writes
+    it: a 20-byte header (dimensions, null flag, element type, length, lower bound),
+    then each element's byte length and big-endian value. ``element`` is ``"i4"``,
+    ``"i8"`` (also instants) or ``"uuid"`` (two unsigned 64-bit halves)."""
+    ndim, nulls = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big")
+    if ndim != 1 or nulls:
+        raise ValueError("expected a one-dimensional array without NULLs")
+    count = int.from_bytes(data[12:16], "big")
+    if element == "uuid":
+        fields = [("length", ">i4"), ("hi", ">u8"), ("lo", ">u8")]
+    else:
+        fields = [("length", ">i4"), ("value", f">{element}")]
+    items = np.frombuffer(data, np.dtype(fields), count=count, offset=20)
+    size = 16 if element == "uuid" else int(element[1])
+    if (items["length"] != size).any():
+        raise ValueError(f"expected {size}-byte array elements")
+    if element == "uuid":
+        return np.stack((items["hi"].astype(np.uint64), items["lo"].astype(np.uint64)))
+    return items["value"].astype(np.int64)
+
+
+def split_by_day(
+    t0: np.ndarray, t1: np.ndarray, day_starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stays ``[t0, t1]`` cut into one piece per local day of the range they overlap:
+    ``(stay index, day index, piece start, piece end)``. A stay belongs to the days from
+    its join's to its leave's, a leave at midnight ending the day before (a stay of no
+    length at midnight belongs to the day it is in). ``day_starts`` holds the instants
+    the range's days start at, and the range's end."""
+    days = len(day_starts) - 1
+    first = np.searchsorted(day_starts, t0, "right") - 1
+    last = np.maximum(first, np.searchsorted(day_starts, t1 - 1, "right") - 1)
+    first, last = np.maximum(first, 0), np.minimum(last, days - 1)
+    count = np.maximum(last - first + 1, 0)
+    stay = np.repeat(np.arange(len(t0)), count)
+    offset = np.arange(len(stay)) - np.repeat(np.cumsum(count) - count, count)
+    day = first[stay] + offset
+    return (
+        stay,
+        day,
+        np.maximum(t0[stay], day_starts[day]),
+        np.minimum(t1[stay], day_starts[day + 1]),
+    )
+
+
+def _distinct_rows(*columns: np.ndarray) -> np.ndarray:
+    """Indexes of one row per distinct tuple of ``columns``, sorted by those tuples."""
+    if not len(columns[0]):
+        return np.zeros(0, np.int64)
+    order = np.lexsort(columns[::-1])
+    change = np.zeros(len(order), bool)
+    change[0] = True
+    for column in columns:
+        ordered = column[order]
+        change[1:] |= ordered[1:] != ordered[:-1]
+    return order[change]
+
+
+def _distinct_per_day(days: list[np.ndarray], agents: list[np.ndarray], count: int):
+    """Distinct (day, agent) pairs across the given parts, counted per day."""
+    if not days:
+        return np.zeros(count, np.int64)
+    day, agent = np.concatenate(days), np.concatenate(agents, axis=1)
+    rows = _distinct_rows(day, agent[0], agent[1])
+    return np.bincount(day[rows], minlength=count)
+
+
+class _Figures:
+    """The range's rows as they are summed: (day index, ministry id, unit) -> figures."""
+
+    def __init__(self, days: list[date]):
+        self.days = days
+        self.rows: dict[tuple, list[int]] = {}
+
+    def row(self, day: int, ministry_id, unit: str) -> list[int]:
+        # meetings, seconds (µs), agents, peak, ended meetings, their length (µs)
+        return self.rows.setdefault((day, ministry_id, unit), [0, 0, 0, 0, 0, 0])
 
 
 def _rollup_postgresql(days: list[date]) -> int:
     bounds = [day_bounds(day) for day in days]
+    count = len(days)
+    range_start, range_end = bounds[0][0], bounds[-1][1]
+    day_starts = np.array(
+        [_microseconds(start) for start, _ in bounds] + [_microseconds(range_end)], np.int64
+    )
     params = {
-        "days": days,
-        "starts": [start for start, _ in bounds],
-        "ends": [end for _, end in bounds],
-        "range_start": bounds[0][0],
-        "range_end": bounds[-1][1],
-        "first_day": days[0],
-        "last_day": days[-1],
+        "range_start": range_start,
+        "range_end": range_end,
         "agent_prefix": AGENT_PSEUDONYM_PREFIX + "%",
-        "tz": settings.TIME_ZONE,
     }
+    figures = _Figures(days)
+    ministries = list(Ministry.objects.order_by("pk").values_list("pk", flat=True))
+    number_of = {pk: n for n, pk in enumerate(ministries, start=1)}
     with connection.cursor() as cursor:
-        # Aggregates by hashing stay in memory (this transaction only).
+        # Sessions are grouped by hashing, in memory (this transaction only).
         cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLLUP_WORK_MEM])
         cursor.execute("SELECT set_config('jit', 'off', true)")
-        # 1. Every figure but the peak, set-based, into a temporary table (CREATE TABLE
-        # AS may use parallel workers, INSERT ... SELECT may not).
-        cursor.execute(f"CREATE TEMPORARY TABLE usage_rollup_rows AS {ROLLUP_SQL}", params)
-        cursor.execute(SCOPES_SQL)
-        # 2. The peaks: a sweep over the day's joins and leaves, in memory.
-        peaks = _peaks_postgresql(cursor, params)
         cursor.execute(
-            "CREATE TEMPORARY TABLE usage_rollup_peaks "
-            "(day int4, m int4, u int4, peak int4, PRIMARY KEY (day, m, u))"
+            "CREATE TEMPORARY TABLE usage_rollup_ministries (id uuid PRIMARY KEY, m int4)"
         )
-        with cursor.cursor.copy("COPY usage_rollup_peaks (day, m, u, peak) FROM STDIN") as copy:
-            for row in peaks:
-                copy.write_row(row)
-        cursor.execute(
-            "INSERT INTO usage_dailyusage (ministry_id, day, organizational_unit, meetings, "
+        with cursor.cursor.copy("COPY usage_rollup_ministries (id, m) FROM STDIN") as copy:
+            for pk, n in number_of.items():
+                copy.write_row((pk, n))
+        cursor.execute(MEETINGS_SQL, params)
+        cursor.execute("ANALYZE usage_rollup_meetings")
+        meetings = _meetings(cursor, day_starts)
+        _meeting_figures(figures, meetings, ministries, count)
+        cursor.execute(ATTENDANCE_SQL)
+        attended = defaultdict(list)
+        for n, ministry_id, unit in cursor.fetchall():
+            attended[(ministry_id, unit)].append(n)
+        _sessions(cursor, params, figures, day_starts, number_of, ministries, attended, meetings)
+        cursor.execute("DROP TABLE usage_rollup_meetings, usage_rollup_ministries")
+    # Units seen only in those other sessions.
+    for key, numbers in attended.items():
+        _unit_meetings(figures, key, np.array(numbers, np.int64), meetings)
+    for day in range(count):
+        figures.row(day, None, "")  # the national row, every day
+    return _write(figures, days)
+
+
+def _meetings(cursor, day_starts: np.ndarray) -> dict[str, np.ndarray]:
+    """The range's meetings by number: ministry number, start and end day (-1 when
+    outside the range or not ended), length (µs)."""
+    cursor.cursor.execute(MEETING_ARRAYS_SQL, binary=True)
+    n, m, started, ended = cursor.cursor.fetchone()
+    if n is None:
+        empty = np.zeros(0, np.int64)
+        return {"m": empty, "started_day": empty, "ended_day": empty, "length": empty}
+    n = _binary_array(n, "i4")
+    size = len(n)
+    columns = {"m": np.zeros(size, np.int64), "started": np.zeros(size, np.int64)}
+    columns["ended"] = np.zeros(size, np.int64)
+    columns["m"][n] = _binary_array(m, "i4")
+    columns["started"][n] = _binary_array(started, "i8")
+    columns["ended"][n] = _binary_array(ended, "i8")
+
+    def day_of(instants):
+        day = np.searchsorted(day_starts, instants, "right") - 1
+        return np.where((day >= 0) & (day < len(day_starts) - 1), day, -1)
+
+    has_ended = columns["ended"] != np.iinfo(np.int64).max  # 'infinity'
+    return {
+        "m": columns["m"],
+        "started_day": day_of(columns["started"]),
+        "ended_day": np.where(has_ended, day_of(columns["ended"]), -1),
+        "length": np.where(has_ended, columns["ended"] - columns["started"], 0),
+    }
+
+
+def _meeting_figures(figures: _Figures, meetings: dict, ministries: list, count: int) -> None:
+    """Meetings started and ended each day, nationally and by the room's ministry."""
+    m = meetings["m"]
+    for scope, keep in ((0, np.ones(len(m), bool)), (1, m > 0)):
+        key_scope = m if scope else np.zeros(len(m), np.int64)
+        started = keep & (meetings["started_day"] >= 0)
+        ended = keep & (meetings["ended_day"] >= 0)
+        width = len(ministries) + 1
+        started_counts = np.bincount(
+            meetings["started_day"][started] * width + key_scope[started], minlength=count * width
+        )
+        ended_keys = meetings["ended_day"][ended] * width + key_scope[ended]
+        ended_counts = np.bincount(ended_keys, minlength=count * width)
+        ended_lengths = np.zeros(count * width, np.int64)
+        np.add.at(ended_lengths, ended_keys, meetings["length"][ended])
+        for key in np.flatnonzero(started_counts | ended_counts).tolist():
+            day, number = divmod(key, width)
+            row = figures.row(day, ministries[number - 1] if number else None, "")
+            row[0] += int(started_counts[key])
+            row[4] += int(ended_counts[key])
+            row[5] += int(ended_lengths[key])
+
+
+def _sessions(cursor, params, figures, day_starts, number_of, ministries, attended, meetings):
+    """Participant figures (seconds, distinct agents, peaks) and units' meetings from the
+    sessions, read one (ministry, unit) group at a time. ``attended`` holds, per unit,
+    the meetings known from other sessions (a unit's are used, and removed, with its
+    group)."""
+    units: dict[tuple, int] = {}
+    count = len(day_starts) - 1
+    by_day: list[list] = [[] for _ in range(count)]  # the sweep's pieces, per day
+    agent_days: dict[int, tuple[list, list]] = defaultdict(lambda: ([], []))  # per m
+    # A server-side cursor: groups come a few at a time.
+    with cursor.connection.connection.cursor(name="usage_rollup_sessions") as server:
+        server.itersize = 8
+        server.execute(SESSIONS_SQL, params, binary=True)
+        for ministry_id, unit, t0, t1, agent, meeting in server:
+            if ministry_id is not None and ministry_id not in number_of:
+                ministries.append(ministry_id)  # created since the roll-up began
+                number_of[ministry_id] = len(ministries)
+            m = number_of.get(ministry_id, 0)
+            u = units.setdefault((ministry_id, unit), len(units) + 1) if m and unit else 0
+            scopes = [(None, "")]
+            if m:
+                scopes.append((ministry_id, ""))
+            if u:
+                scopes.append((ministry_id, unit))
+            t0, t1 = _binary_array(t0, "i8"), _binary_array(t1, "i8")
+            stay, day, p0, p1 = split_by_day(t0, t1, day_starts)
+            seconds = np.zeros(count, np.int64)
+            np.add.at(seconds, day, p1 - p0)
+            pieces = np.bincount(day, minlength=count)
+            # Distinct agents of the group per day (guests have the nil uuid).
+            agent = _binary_array(agent, "uuid")[:, stay]
+            known = (agent[0] != 0) | (agent[1] != 0)
+            kept_day, agent = day[known], agent[:, known]
+            rows = _distinct_rows(kept_day, agent[0], agent[1])
+            kept_day, agent = kept_day[rows], agent[:, rows]
+            agents = np.bincount(kept_day, minlength=count)
+            agent_days[0][0].append(kept_day)
+            agent_days[0][1].append(agent)
+            if m:
+                agent_days[m][0].append(kept_day)
+                agent_days[m][1].append(agent)
+            for d in np.flatnonzero(pieces).tolist():
+                for scope in scopes:
+                    figures.row(d, *scope)[1] += int(seconds[d])
+                if u:
+                    figures.row(d, ministry_id, unit)[2] = int(agents[d])
+            order = np.argsort(day, kind="stable")
+            edges = np.searchsorted(day[order], np.arange(count + 1))
+            for d in np.flatnonzero(pieces).tolist():
+                part = order[edges[d] : edges[d + 1]]
+                by_day[d].append((m, u, p0[part], p1[part]))
+            if u:
+                numbers = _binary_array(meeting, "i4")
+                numbers = numbers[numbers >= 0]
+                extra = np.array(attended.pop((ministry_id, unit), []), np.int64)
+                numbers = np.concatenate((numbers, extra))
+                _unit_meetings(figures, (ministry_id, unit), numbers, meetings)
+    # Distinct agents of the nation and of each ministry.
+    for m, (part_days, part_agents) in agent_days.items():
+        totals = _distinct_per_day(part_days, part_agents, count)
+        for d in np.flatnonzero(totals).tolist():
+            figures.row(d, ministries[m - 1] if m else None, "")[2] = int(totals[d])
+    # Peaks, one day at a time.
+    unit_keys = {number: key for key, number in units.items()}
+    for d, parts in enumerate(by_day):
+        if not parts:
+            continue
+        sizes = [len(p[2]) for p in parts]
+        pieces = {
+            "day": np.zeros(sum(sizes), np.int32),
+            "m": np.repeat(np.array([p[0] for p in parts], np.int32), sizes),
+            "u": np.repeat(np.array([p[1] for p in parts], np.int32), sizes),
+            "t0": np.concatenate([p[2] for p in parts]),
+            "t1": np.concatenate([p[3] for p in parts]),
+        }
+        by_day[d] = None  # let the day's pieces go
+        for _, m, u, peak in sweep_peaks(pieces, 1):
+            key = unit_keys[u] if u else (ministries[m - 1] if m else None, "")
+            figures.row(d, *key)[3] = peak
+
+
+def _unit_meetings(figures: _Figures, unit_key: tuple, numbers: np.ndarray, meetings: dict):
+    """A unit's meetings (by number, repeats allowed) counted by the day they started,
+    and their lengths by the day they ended."""
+    numbers = numbers.astype(np.int64)
+    numbers = numbers[_distinct_rows(numbers)]
+    count = len(figures.days)
+    started, ended = meetings["started_day"][numbers], meetings["ended_day"][numbers]
+    started_counts = np.bincount(started[started >= 0], minlength=count)
+    ended_counts = np.bincount(ended[ended >= 0], minlength=count)
+    ended_lengths = np.zeros(count, np.int64)
+    np.add.at(ended_lengths, ended[ended >= 0], meetings["length"][numbers][ended >= 0])
+    for day in np.flatnonzero(started_counts | ended_counts).tolist():
+        row = figures.row(day, *unit_key)
+        row[0] += int(started_counts[day])
+        row[4] += int(ended_counts[day])
+        row[5] += int(ended_lengths[day])
+
+
+def _write(figures: _Figures, days: list[date]) -> int:
+    now = timezone.now()
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            "COPY usage_dailyusage (ministry_id, day, organizational_unit, meetings, "
             "participant_minutes, active_agents, peak_concurrent, average_meeting_seconds, "
-            "computed_at) "
-            "SELECT r.ministry_id, r.day, r.unit, r.meetings, r.participant_minutes, "
-            "r.active_agents, COALESCE(p.peak, 0), r.average_meeting_seconds, now() "
-            "FROM usage_rollup_rows r "
-            "LEFT JOIN usage_rollup_scopes s "
-            "  ON s.ministry_id = r.ministry_id AND s.unit = r.unit "
-            "LEFT JOIN usage_rollup_peaks p ON p.day = r.day - %(first_day)s::date "
-            "  AND p.m = COALESCE(s.m, 0) AND p.u = COALESCE(s.u, 0)",
-            params,
-        )
-        written = cursor.rowcount
-        cursor.execute("DROP TABLE usage_rollup_rows, usage_rollup_scopes, usage_rollup_peaks")
-        return written
-
-
-# A one-dimensional array of int8 or timestamptz as ``array_send`` writes it: a header
-# (dimensions, null flag, element type, length, lower bound), then each element's
-# length (8) and value, big-endian.
-_ARRAY_HEADER = np.dtype([("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">u4")])
-_ARRAY_ITEM = np.dtype([("length", ">i4"), ("value", ">i8")])
-
-
-def _instants(data: bytes) -> np.ndarray:
-    """The values of a binary int8/timestamptz array (microseconds since 2000-01-01 UTC
-    for instants, PostgreSQL's own epoch)."""
-    header = np.frombuffer(data, _ARRAY_HEADER, count=1)[0]
-    if header["ndim"] != 1 or header["nulls"]:
-        raise ValueError("expected a one-dimensional array without NULLs")
-    count = int.from_bytes(data[12:16], "big")
-    items = np.frombuffer(data, _ARRAY_ITEM, count=count, offset=20)
-    if (items["length"] != 8).any():
-        raise ValueError("expected 8-byte array elements")
-    return items["value"].astype(np.int64)
-
-
-def _peaks_postgresql(cursor, params: dict) -> list[tuple[int, int, int, int]]:
-    """Peaks of the range, one day at a time, from ``PIECES_ARRAYS_SQL``."""
-    results: list[tuple[int, int, int, int]] = []
-    day, parts = None, []
-
-    def flush():
-        if parts:
-            pieces = {
-                "day": np.zeros(sum(len(p[2]) for p in parts), np.int32),
-                "m": np.concatenate([np.full(len(p[2]), p[0], np.int32) for p in parts]),
-                "u": np.concatenate([np.full(len(p[2]), p[1], np.int32) for p in parts]),
-                "t0": np.concatenate([p[2] for p in parts]),
-                "t1": np.concatenate([p[3] for p in parts]),
-            }
-            results.extend((day, m, u, peak) for _, m, u, peak in sweep_peaks(pieces, 1))
-
-    # A server-side cursor: rows come a few at a time, so only about a day is held.
-    with cursor.connection.connection.cursor(name="usage_rollup_pieces") as server:
-        server.itersize = 64
-        server.execute(PIECES_ARRAYS_SQL, params)
-        for row_day, m, u, t0, t1 in server:
-            if row_day != day:
-                flush()
-                day, parts = row_day, []
-            parts.append((m, u, _instants(t0), _instants(t1)))
-    flush()
-    return results
+            "computed_at) FROM STDIN"
+        ) as copy,
+    ):
+        for (day, ministry_id, unit), row in figures.rows.items():
+            meetings, seconds, agents, peak, ended, length = row
+            copy.write_row(
+                (
+                    ministry_id,
+                    days[day],
+                    unit,
+                    meetings,
+                    # Rounded half up, as the Python definition does.
+                    (seconds + 30_000_000) // 60_000_000,
+                    agents,
+                    peak,
+                    (length + ended * 500_000) // (ended * 1_000_000) if ended else 0,
+                    now,
+                )
+            )
+    return len(figures.rows)
 
 
 def sweep_peaks(pieces: dict[str, np.ndarray], day_count: int) -> list[tuple[int, int, int, int]]:

@@ -282,15 +282,6 @@ def _distinct_rows(*columns: np.ndarray) -> np.ndarray:
     return order[change]
 
 
-def _distinct_per_day(days: list[np.ndarray], agents: list[np.ndarray], count: int):
-    """Distinct (day, agent) pairs across the given parts, counted per day."""
-    if not days:
-        return np.zeros(count, np.int64)
-    day, agent = np.concatenate(days), np.concatenate(agents, axis=1)
-    rows = _distinct_rows(day, agent[0], agent[1])
-    return np.bincount(day[rows], minlength=count)
-
-
 class _Figures:
     """The range's rows as they are summed: (day index, ministry id, unit) -> figures."""
 
@@ -405,8 +396,8 @@ def _sessions(cursor, params, figures, day_starts, number_of, ministries, attend
     group)."""
     units: dict[tuple, int] = {}
     count = len(day_starts) - 1
-    by_day: list[list] = [[] for _ in range(count)]  # the sweep's pieces, per day
-    agent_days: dict[int, tuple[list, list]] = defaultdict(lambda: ([], []))  # per m
+    # Per day, each group's pieces (for the sweep) and distinct agents.
+    by_day: list[list] = [[] for _ in range(count)]
     # A server-side cursor: groups come a few at a time.
     with cursor.connection.connection.cursor(name="usage_rollup_sessions") as server:
         server.itersize = 8
@@ -433,50 +424,48 @@ def _sessions(cursor, params, figures, day_starts, number_of, ministries, attend
             kept_day, agent = day[known], agent[:, known]
             rows = _distinct_rows(kept_day, agent[0], agent[1])
             kept_day, agent = kept_day[rows], agent[:, rows]
-            agents = np.bincount(kept_day, minlength=count)
-            agent_days[0][0].append(kept_day)
-            agent_days[0][1].append(agent)
-            if m:
-                agent_days[m][0].append(kept_day)
-                agent_days[m][1].append(agent)
+            agents = np.searchsorted(kept_day, np.arange(count + 1))  # sorted by day
+            order = np.argsort(day, kind="stable")
+            edges = np.searchsorted(day[order], np.arange(count + 1))
             for d in np.flatnonzero(pieces).tolist():
                 for scope in scopes:
                     figures.row(d, *scope)[1] += int(seconds[d])
                 if u:
-                    figures.row(d, ministry_id, unit)[2] = int(agents[d])
-            order = np.argsort(day, kind="stable")
-            edges = np.searchsorted(day[order], np.arange(count + 1))
-            for d in np.flatnonzero(pieces).tolist():
+                    figures.row(d, ministry_id, unit)[2] = int(agents[d + 1] - agents[d])
                 part = order[edges[d] : edges[d + 1]]
-                by_day[d].append((m, u, p0[part], p1[part]))
+                by_day[d].append((m, u, p0[part], p1[part], agent[:, agents[d] : agents[d + 1]]))
             if u:
                 numbers = _binary_array(meeting, "i4")
                 numbers = numbers[numbers >= 0]
                 extra = np.array(attended.pop((ministry_id, unit), []), np.int64)
                 numbers = np.concatenate((numbers, extra))
                 _unit_meetings(figures, (ministry_id, unit), numbers, meetings)
-    # Distinct agents of the nation and of each ministry.
-    for m, (part_days, part_agents) in agent_days.items():
-        totals = _distinct_per_day(part_days, part_agents, count)
-        for d in np.flatnonzero(totals).tolist():
-            figures.row(d, ministries[m - 1] if m else None, "")[2] = int(totals[d])
-    # Peaks, one day at a time.
+    # Peaks and distinct agents of the nation and of each ministry, one day at a time.
     unit_keys = {number: key for key, number in units.items()}
     for d, parts in enumerate(by_day):
         if not parts:
             continue
+        by_day[d] = None  # let the day's pieces go with it
+        m = np.array([p[0] for p in parts], np.int32)
         sizes = [len(p[2]) for p in parts]
         pieces = {
             "day": np.zeros(sum(sizes), np.int32),
-            "m": np.repeat(np.array([p[0] for p in parts], np.int32), sizes),
+            "m": np.repeat(m, sizes),
             "u": np.repeat(np.array([p[1] for p in parts], np.int32), sizes),
             "t0": np.concatenate([p[2] for p in parts]),
             "t1": np.concatenate([p[3] for p in parts]),
         }
-        by_day[d] = None  # let the day's pieces go
-        for _, m, u, peak in sweep_peaks(pieces, 1):
-            key = unit_keys[u] if u else (ministries[m - 1] if m else None, "")
+        for _, number, u, peak in sweep_peaks(pieces, 1):
+            key = unit_keys[u] if u else (ministries[number - 1] if number else None, "")
             figures.row(d, *key)[3] = peak
+        agent = np.concatenate([p[4] for p in parts], axis=1)
+        agent_m = np.repeat(m, [p[4].shape[1] for p in parts])
+        figures.row(d, None, "")[2] = len(_distinct_rows(agent[0], agent[1]))
+        mine = agent_m > 0
+        agent, agent_m = agent[:, mine], agent_m[mine]
+        totals = np.bincount(agent_m[_distinct_rows(agent_m, agent[0], agent[1])])
+        for number in np.flatnonzero(totals).tolist():
+            figures.row(d, ministries[number - 1], "")[2] = int(totals[number])
 
 
 def _unit_meetings(figures: _Figures, unit_key: tuple, numbers: np.ndarray, meetings: dict):

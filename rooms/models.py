@@ -101,6 +101,8 @@ class MeetingSession(BaseModel):
             models.Index(fields=["ministry", "started_at"], name="meeting_ministry_started"),
             models.Index(fields=["started_at"], name="meeting_started"),
             models.Index(fields=["updated_at"], name="meeting_updated"),
+            # The roll-up reads the meetings started or ended in its range.
+            models.Index(fields=["ended_at"], name="meeting_ended"),
             models.Index(
                 fields=["node"], condition=Q(ended_at__isnull=True), name="meeting_open_node"
             ),
@@ -159,6 +161,9 @@ class ParticipantSession(BaseModel):
             # watermark (late webhooks included).
             models.Index(fields=["joined_at"], name="participant_joined"),
             models.Index(fields=["updated_at"], name="participant_updated"),
+            # ... and the stays that end within or after it (for a recent range, the
+            # few that left since its start).
+            models.Index(fields=["left_at"], name="participant_left"),
             models.Index(
                 fields=["meeting"], condition=Q(left_at__isnull=True), name="participant_open"
             ),

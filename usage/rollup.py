@@ -322,7 +322,7 @@ def _rollup_postgresql(days: list[date]) -> int:
         cursor.execute(MEETINGS_SQL, params)
         cursor.execute("ANALYZE usage_rollup_meetings")
         meetings = _meetings(cursor, day_starts)
-        _meeting_figures(figures, meetings, ministries, count)
+        _meeting_figures(figures, meetings, ministries)
         cursor.execute(ATTENDANCE_SQL)
         attended = defaultdict(list)
         for n, ministry_id, unit in cursor.fetchall():
@@ -331,7 +331,7 @@ def _rollup_postgresql(days: list[date]) -> int:
         cursor.execute("DROP TABLE usage_rollup_meetings, usage_rollup_ministries")
     # Units seen only in those other sessions.
     for key, numbers in attended.items():
-        _unit_meetings(figures, key, np.array(numbers, np.int64), meetings)
+        _credit_meetings(figures, key, np.array(numbers, np.int64), meetings, repeats=True)
     for day in range(count):
         figures.row(day, None, "")  # the national row, every day
     return _write(figures, days)
@@ -366,27 +366,16 @@ def _meetings(cursor, day_starts: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _meeting_figures(figures: _Figures, meetings: dict, ministries: list, count: int) -> None:
+def _meeting_figures(figures: _Figures, meetings: dict, ministries: list) -> None:
     """Meetings started and ended each day, nationally and by the room's ministry."""
     m = meetings["m"]
-    for scope, keep in ((0, np.ones(len(m), bool)), (1, m > 0)):
-        key_scope = m if scope else np.zeros(len(m), np.int64)
-        started = keep & (meetings["started_day"] >= 0)
-        ended = keep & (meetings["ended_day"] >= 0)
-        width = len(ministries) + 1
-        started_counts = np.bincount(
-            meetings["started_day"][started] * width + key_scope[started], minlength=count * width
-        )
-        ended_keys = meetings["ended_day"][ended] * width + key_scope[ended]
-        ended_counts = np.bincount(ended_keys, minlength=count * width)
-        ended_lengths = np.zeros(count * width, np.int64)
-        np.add.at(ended_lengths, ended_keys, meetings["length"][ended])
-        for key in np.flatnonzero(started_counts | ended_counts).tolist():
-            day, number = divmod(key, width)
-            row = figures.row(day, ministries[number - 1] if number else None, "")
-            row[0] += int(started_counts[key])
-            row[4] += int(ended_counts[key])
-            row[5] += int(ended_lengths[key])
+    _credit_meetings(figures, (None, ""), np.arange(len(m)), meetings)
+    order = np.argsort(m, kind="stable")
+    edges = np.searchsorted(m[order], np.arange(len(ministries) + 2))
+    for number, ministry_id in enumerate(ministries, start=1):
+        if edges[number + 1] > edges[number]:
+            mine = order[edges[number] : edges[number + 1]]
+            _credit_meetings(figures, (ministry_id, ""), mine, meetings)
 
 
 def _sessions(cursor, params, figures, day_starts, number_of, ministries, attended, meetings):
@@ -439,7 +428,7 @@ def _sessions(cursor, params, figures, day_starts, number_of, ministries, attend
                 numbers = numbers[numbers >= 0]
                 extra = np.array(attended.pop((ministry_id, unit), []), np.int64)
                 numbers = np.concatenate((numbers, extra))
-                _unit_meetings(figures, (ministry_id, unit), numbers, meetings)
+                _credit_meetings(figures, (ministry_id, unit), numbers, meetings, repeats=True)
     # Peaks and distinct agents of the nation and of each ministry, one day at a time.
     unit_keys = {number: key for key, number in units.items()}
     for d, parts in enumerate(by_day):
@@ -468,11 +457,14 @@ def _sessions(cursor, params, figures, day_starts, number_of, ministries, attend
             figures.row(d, ministries[number - 1], "")[2] = int(totals[number])
 
 
-def _unit_meetings(figures: _Figures, unit_key: tuple, numbers: np.ndarray, meetings: dict):
-    """A unit's meetings (by number, repeats allowed) counted by the day they started,
-    and their lengths by the day they ended."""
-    numbers = numbers.astype(np.int64)
-    numbers = numbers[_distinct_rows(numbers)]
+def _credit_meetings(
+    figures: _Figures, key: tuple, numbers: np.ndarray, meetings: dict, *, repeats=False
+) -> None:
+    """A scope's meetings (by number; ``repeats``: some more than once) counted by the
+    day they started, and their lengths by the day they ended."""
+    if repeats:
+        numbers = numbers.astype(np.int64)
+        numbers = numbers[_distinct_rows(numbers)]
     count = len(figures.days)
     started, ended = meetings["started_day"][numbers], meetings["ended_day"][numbers]
     started_counts = np.bincount(started[started >= 0], minlength=count)
@@ -480,7 +472,7 @@ def _unit_meetings(figures: _Figures, unit_key: tuple, numbers: np.ndarray, meet
     ended_lengths = np.zeros(count, np.int64)
     np.add.at(ended_lengths, ended[ended >= 0], meetings["length"][numbers][ended >= 0])
     for day in np.flatnonzero(started_counts | ended_counts).tolist():
-        row = figures.row(day, *unit_key)
+        row = figures.row(day, *key)
         row[0] += int(started_counts[day])
         row[4] += int(ended_counts[day])
         row[5] += int(ended_lengths[day])

@@ -3,7 +3,7 @@ changes nothing, late webhooks land in their day, the national peak is its own."
 
 import io
 import random
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -220,6 +220,32 @@ def test_sql_matches_the_python_definition_at_the_edges_of_a_range(world):
     # X's stay before the range still counts X in the meeting ending within it (74
     # hours long), beside the 2-hour meeting X attended that day: their mean length.
     assert actual[(base + timedelta(days=3), alpha, "X")][4] == (74 + 2) * 3600 // 2
+
+
+@pytest.mark.parametrize(
+    "change", [date(2026, 3, 29), date(2026, 10, 25)], ids=["spring", "autumn"]
+)
+def test_sql_matches_the_python_definition_across_a_clock_change(world, change):
+    """Paris days of 23 and 25 hours: stays across the changed hour and across the
+    midnights around it are cut at local midnights, as the definition says."""
+    a1 = AgentFactory(ministry=world.a, organizational_unit="U1")
+    a2 = AgentFactory(ministry=world.a, organizational_unit="U2")
+    b1 = AgentFactory(ministry=world.b)
+    eve = change - timedelta(days=1)
+    m1 = meeting(world.a, at(eve, 22), at(change, 4))
+    stay(m1, a1, at(eve, 22), at(change, 4))
+    stay(m1, b1, at(eve, 23, 30), at(change, 1, 30))
+    stay(m1, a2, at(change, 1, 45), at(change, 3, 30))
+    m2 = meeting(world.b, at(change, 23), at(change, 1, plus_days=1))
+    stay(m2, b1, at(change, 23), at(change, 0, plus_days=1))  # leaves at midnight
+    stay(m2, a2, at(change, 23, 30), at(change, 1, plus_days=1))
+    days = [eve, change, change + timedelta(days=1)]
+    actual = sql_matches_python(days)
+    # U1's stay from 22:00 to 04:00 spans 2 hours of the eve and 4 or 5 hours of
+    # the day of the change (5 in autumn, when 02:00-03:00 happens twice).
+    hours = 3 if change.month == 3 else 5
+    assert actual[(eve, world.a.pk, "U1")][1] == 120
+    assert actual[(change, world.a.pk, "U1")][1] == hours * 60
 
 
 def test_late_webhook_is_counted_in_its_day_by_the_incremental_run(scene):

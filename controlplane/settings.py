@@ -6,6 +6,7 @@ a default database or a missing broker: production never runs on demo values.
 """
 
 import ipaddress
+import ssl
 from pathlib import Path
 
 import environ
@@ -50,6 +51,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
 # login costs no database commit for the session itself. Without it (the demo),
 # sessions stay in the database.
 CACHE_URL = env.str("CACHE_URL", default="")
+# Redis over TLS (``rediss://``): the server's certificate is always verified,
+# against the system's authorities or the one in ``REDIS_TLS_CA_FILE`` (a managed
+# Redis's own CA). kombu alone would connect without checking (CERT_NONE), and
+# Celery's result backend refuses a rediss:// URL that does not say.
+REDIS_TLS_CA_FILE = env.str("REDIS_TLS_CA_FILE", default="")
+REDIS_TLS = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
+if REDIS_TLS_CA_FILE:
+    REDIS_TLS["ssl_ca_certs"] = REDIS_TLS_CA_FILE
 if CACHE_URL:
     CACHES = {
         "default": {
@@ -58,6 +67,8 @@ if CACHE_URL:
             "KEY_PREFIX": "controlplane",
         }
     }
+    if CACHE_URL.startswith("rediss://"):
+        CACHES["default"]["OPTIONS"] = dict(REDIS_TLS)
     SESSION_ENGINE = "controlplane.sessions"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -67,6 +78,10 @@ else:
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_BROKER_URL.startswith("rediss://"):
+    CELERY_BROKER_USE_SSL = dict(REDIS_TLS)
+if CELERY_RESULT_BACKEND.startswith("rediss://"):
+    CELERY_REDIS_BACKEND_USE_SSL = dict(REDIS_TLS)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=5)

@@ -158,6 +158,8 @@ USAGE_PURGE_AFTER_DAYS = env.int("USAGE_PURGE_AFTER_DAYS", default=365)
 # Key of the HMAC that turns identities into pseudonyms; derived from SECRET_KEY when
 # unset. Changing it splits an agent's old and new pseudonyms.
 USAGE_PSEUDONYM_KEY = env.str("USAGE_PSEUDONYM_KEY", default="")
+# Webhook receipts (replay protection) are kept this long, then purged nightly.
+WEBHOOK_RECEIPT_KEEP_DAYS = env.int("WEBHOOK_RECEIPT_KEEP_DAYS", default=7)
 
 # Crontab schedules below are in the service's time zone (interval ones have none).
 CELERY_TIMEZONE = "Europe/Paris"
@@ -192,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
     "media-nodes-reconcile": {
         "task": "media_nodes.tasks.media_node_reconcile_all",
         "schedule": env.float("MEDIA_NODE_RECONCILE_EVERY_SECONDS", default=300),
+    },
+    "rooms-webhook-receipts-purge": {
+        "task": "rooms.tasks.webhook_receipts_purge",
+        "schedule": crontab(minute=30, hour=3),
     },
     "agents-erase-due-hourly": {
         "task": "scim.tasks.agents_erase_due_task",

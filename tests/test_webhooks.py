@@ -544,3 +544,34 @@ def test_migration_widens_meetings_to_cover_their_joins(world):
         start + timedelta(hours=1),
         start,
     )
+
+
+@pytest.mark.django_db
+def test_old_receipts_are_purged_and_recent_ones_still_stop_replays(world, settings):
+    """Beat's nightly purge deletes receipts past WEBHOOK_RECEIPT_KEEP_DAYS, in
+    batches, and keeps the recent ones, which still make a replay change nothing."""
+    from rooms import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["rooms-webhook-receipts-purge"]["task"] == (
+        tasks.webhook_receipts_purge.name
+    )
+    node = make_node("n1")
+    recent = make_event("participant_joined", identity="recent")
+    assert deliver(recent, node).status_code == 200
+    old = [
+        WebhookReceipt(event_id=f"EV_old_{n}", node=node, event_type="participant_left")
+        for n in range(7)
+    ]
+    WebhookReceipt.objects.bulk_create(old)
+    WebhookReceipt.objects.filter(event_id__startswith="EV_old_").update(
+        received_at=timezone.now() - timedelta(days=settings.WEBHOOK_RECEIPT_KEEP_DAYS, hours=1)
+    )
+    tasks.PURGE_BATCH, batch = 3, tasks.PURGE_BATCH
+    try:
+        assert tasks.webhook_receipts_purge.delay().get() == 7
+    finally:
+        tasks.PURGE_BATCH = batch
+    assert list(WebhookReceipt.objects.values_list("event_id", flat=True)) == [recent.id]
+    assert deliver(recent, node).status_code == 200
+    assert ParticipantSession.objects.count() == 1
+    assert fresh(node).observed_participants == 1

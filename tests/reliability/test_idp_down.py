@@ -12,11 +12,10 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from accounts.oidc import provider
 from audit.models import AuditEvent
 from tests import oidc_helpers as h
 from tests.conftest import requires_postgres
-from tests.idp import running_dev_idp
+from tests.oidc_fixtures import dev_idp_for, point_rp_at
 
 pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
 JEANNE = "jeanne.martin@alpha.gouv.fr"
@@ -25,29 +24,14 @@ JEANNE = "jeanne.martin@alpha.gouv.fr"
 @pytest.fixture
 def idp(live_server):
     """A dev IdP of this test's own, which the test may stop."""
-    with running_dev_idp(
-        redirect_uri=f"{live_server.url}/oidc/callback/",
-        post_logout_redirect_uri=f"{live_server.url}/oidc/logout/callback/",
-        accounts=h.ACCOUNTS,
-    ) as running:
+    with dev_idp_for(live_server) as running:
         yield running
 
 
 @pytest.fixture
 def rp(idp, live_server, settings, monkeypatch):
     """The RP pointed at the IdP, with an interceptor on its calls to the IdP."""
-    settings.OIDC_OP_DISCOVERY_URL = f"{idp.issuer}/.well-known/openid-configuration"
-    settings.OIDC_RP_CLIENT_ID = idp.client_id
-    settings.OIDC_RP_CLIENT_SECRET = idp.client_secret
-    settings.OIDC_ENABLED = True
-    h.reset_provider_cache()
-    interceptor = h.Interceptor()
-    real = provider._session.request
-    monkeypatch.setattr(
-        provider._session,
-        "request",
-        lambda method, url, **kw: interceptor.request(real, method, url, **kw),
-    )
+    interceptor = point_rp_at(idp, settings, monkeypatch)
     h.make_ministries()
     yield interceptor
     h.reset_provider_cache()

@@ -164,9 +164,13 @@ WEBHOOK_RECEIPT_KEEP_DAYS = env.int("WEBHOOK_RECEIPT_KEEP_DAYS", default=7)
 # Crontab schedules below are in the service's time zone (interval ones have none).
 CELERY_TIMEZONE = "Europe/Paris"
 CELERY_BEAT_SCHEDULE = {
+    # The month before's reports, made on the 1st; run every night, so that a 1st
+    # beat missed (down at 02:00, or restarted with its schedule file lost) is
+    # caught up the next night. Reports already made are kept, so the other nights
+    # cost one query.
     "usage-monthly-reports": {
         "task": "usage.tasks.monthly_reports",
-        "schedule": crontab(minute=0, hour=2, day_of_month=1),
+        "schedule": crontab(minute=0, hour=2),
     },
     "usage-rollup": {
         "task": "usage.tasks.usage_rollup",

@@ -84,15 +84,19 @@ def test_force_replaces_a_report(world):
 
 
 def test_beat_task_and_command(world):
-    """Beat runs the task on the 1st at 02:00 (Paris) for the month before; the command
+    """Beat runs the task every night at 02:00 (Paris) for the month before: the 1st
+    makes the reports, a later night only what a missed 1st left out; the command
     makes a given month and is idempotent unless forced."""
     entry = settings.CELERY_BEAT_SCHEDULE["usage-monthly-reports"]
     assert entry["task"] == "usage.tasks.monthly_reports"
-    assert entry["schedule"] == crontab(minute=0, hour=2, day_of_month=1)
+    assert entry["schedule"] == crontab(minute=0, hour=2)
     assert settings.CELERY_TIMEZONE == "Europe/Paris"
     assert settings.CELERY_TASK_ROUTES["usage.tasks.*"] == {"queue": "reports"}
     assert monthly_reports.delay().get() == 3
     assert MonthlyReport.objects.filter(month=previous_month()).count() == 3
+    made = set(MonthlyReport.objects.values_list("pk", "sha256"))
+    assert monthly_reports.delay().get() == 0  # the next night: nothing new, nothing redone
+    assert set(MonthlyReport.objects.values_list("pk", "sha256")) == made
     out = StringIO()
     call_command("usage_reports", "--month", "2025-09", stdout=out)
     assert "3 report(s) made" in out.getvalue()

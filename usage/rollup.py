@@ -44,10 +44,9 @@ except the national row, written for every day of a range (zeros included).
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -71,10 +70,12 @@ def _zone() -> ZoneInfo:
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """The instants a local day starts and ends at (end excluded)."""
+    """The instants a local day starts and ends at (end excluded), in UTC: aware
+    datetimes sharing a zone subtract as wall-clock times, which would make every day,
+    even one of 23 or 25 hours, last 24 hours."""
     zone = _zone()
-    start = datetime.combine(day, time.min, tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+    start = datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone).astimezone(UTC)
     return start, end
 
 
@@ -574,9 +575,14 @@ def sweep_peaks(pieces: dict[str, np.ndarray], day_count: int) -> list[tuple[int
     return results
 
 
-def _round_half_up(value: float) -> int:
-    """Rounding as PostgreSQL's ROUND(numeric) does (halves away from zero)."""
-    return math.floor(value + 0.5)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _round_half_up(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` (not negative) rounded to the nearest integer, halves
+    up, in exact integers: summing durations as float seconds can land just under a
+    half (1105.684908 + 1219.474135 + 1304.840957 gives 3629.9999999999995)."""
+    return (2 * numerator + denominator) // (2 * denominator)
 
 
 def rollup_compute_python(days: list[date]) -> list[DailyUsage]:
@@ -585,7 +591,7 @@ def rollup_compute_python(days: list[date]) -> list[DailyUsage]:
     wanted = set(days)
     meetings = defaultdict(set)
     lengths = defaultdict(list)
-    seconds = defaultdict(float)
+    seconds = defaultdict(int)  # microseconds
     agents = defaultdict(set)
     intervals = defaultdict(list)
 
@@ -612,7 +618,7 @@ def rollup_compute_python(days: list[date]) -> list[DailyUsage]:
             if started in wanted:
                 meetings[(started, *key)].add(meeting.pk)
             if meeting.ended_at and local_day(meeting.ended_at) in wanted:
-                length = (meeting.ended_at - meeting.started_at).total_seconds()
+                length = (meeting.ended_at - meeting.started_at) // _MICROSECOND
                 lengths[(local_day(meeting.ended_at), *key)].append(length)
 
     sessions = ParticipantSession.objects.filter(
@@ -631,7 +637,7 @@ def rollup_compute_python(days: list[date]) -> list[DailyUsage]:
                 continue
             t0, t1 = max(p.joined_at, start), min(p.left_at, end)
             for key in scopes(p.ministry_id, p.organizational_unit):
-                seconds[(day, *key)] += (t1 - t0).total_seconds()
+                seconds[(day, *key)] += (t1 - t0) // _MICROSECOND
                 if agent_key:
                     agents[(day, *key)].add(agent_key)
                 intervals[(day, *key)].append((t0, t1))
@@ -652,10 +658,12 @@ def rollup_compute_python(days: list[date]) -> list[DailyUsage]:
                 organizational_unit=unit,
                 day=day,
                 meetings=len(meetings[key]),
-                participant_minutes=_round_half_up(seconds[key] / 60),
+                participant_minutes=_round_half_up(seconds[key], 60_000_000),
                 active_agents=len(agents[key]),
                 peak_concurrent=peak,
-                average_meeting_seconds=_round_half_up(sum(length) / len(length)) if length else 0,
+                average_meeting_seconds=(
+                    _round_half_up(sum(length), len(length) * 1_000_000) if length else 0
+                ),
             )
         )
     return rows

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 
 from django.db import transaction
 from django.db.models import Case, F, FloatField, IntegerField, Value, When
@@ -112,6 +113,40 @@ def release(allocation: Allocation, reason: str) -> bool:
     return bool(closed)
 
 
+# ``release`` of one allocation in one round trip on PostgreSQL (no transaction of the
+# caller's): lock the live allocation (SKIP LOCKED when asked), close it and give its
+# reservation back. Returns its room, node and the node's region; no row when it was
+# already closed, or locked by someone else who is moving it.
+RELEASE_SQL = """
+WITH a AS (
+    SELECT a.id, a.room_id, a.node_id, a.reserved FROM media_nodes_allocation a
+    WHERE a.id = %(allocation)s AND a.closed_at IS NULL
+    FOR UPDATE OF a {skip}
+), closed AS (
+    UPDATE media_nodes_allocation x SET closed_at = now(), close_reason = %(reason)s
+    FROM a WHERE x.id = a.id
+), node AS (
+    UPDATE media_nodes_medianode n
+    SET reserved_participants = GREATEST(n.reserved_participants - a.reserved, 0)
+    FROM a WHERE n.id = a.node_id
+    RETURNING n.id, n.region
+)
+SELECT a.room_id, a.node_id, node.region FROM a JOIN node ON node.id = a.node_id
+"""
+
+
+def release_in_one_statement(*, allocation_id, reason: str, skip_locked: bool):
+    """(room id, node id, node region) of the allocation just released; None when it
+    was not live (or, with ``skip_locked``, locked by another mover). PostgreSQL
+    only, outside any transaction."""
+    from django.db import connection
+
+    sql = RELEASE_SQL.format(skip="SKIP LOCKED" if skip_locked else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"allocation": str(allocation_id), "reason": reason})
+        return cursor.fetchone()
+
+
 def request_answered(room_id) -> None:
     """The room's placement request, if any, has its answer (placed, already live, or
     refused): beat's sweep must not ask again."""
@@ -176,16 +211,14 @@ def allocate_in_one_statement(*, room_id, region: str | None, exclude=()):
 
     if connection.vendor != "postgresql":
         return None
+    params = {"room": str(room_id), "region": region or "", "exclude": [str(e) for e in exclude]}
+    # One statement is one transaction of its own: outside a transaction it runs in
+    # autocommit (one round trip instead of BEGIN, statement, COMMIT); inside one, a
+    # savepoint keeps the caller's transaction usable after an IntegrityError.
+    block = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                ALLOCATE_SQL,
-                {
-                    "room": str(room_id),
-                    "region": region or "",
-                    "exclude": [str(e) for e in exclude],
-                },
-            )
+        with block, connection.cursor() as cursor:
+            cursor.execute(ALLOCATE_SQL, params)
             row = cursor.fetchone()
     except IntegrityError:
         return None

@@ -241,7 +241,7 @@ def move_rooms(node_id, *, reason: str, limit: int) -> tuple[int, int]:
 
     moved = unplaced = 0
     for pk in live_allocations(node_id, limit):
-        if room_replace(allocation_id=pk, reason=reason):
+        if room_replace(allocation_id=pk, reason=reason, skip_locked=True):
             moved += 1
         else:
             unplaced += 1

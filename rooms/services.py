@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from livekit import api as lk
@@ -25,6 +25,7 @@ from media_nodes.placement import (
     NoNodeAvailable,
     allocate_in_one_statement,
     release,
+    release_in_one_statement,
     request_answered,
     reserve,
 )
@@ -234,28 +235,41 @@ def room_live_allocation(*, room_id, region: str | None = None) -> Allocation | 
     )
 
 
-def room_replace(*, allocation_id, reason: str) -> bool:
+def room_replace(*, allocation_id, reason: str, skip_locked: bool = False) -> bool:
     """Close an allocation (node down, drained) and place its room again elsewhere.
-    False when no node could take it (the room is placed again at its next join)."""
-    with transaction.atomic():
-        allocation = (
-            Allocation.objects.select_for_update(of=("self",))
-            .select_related("node")
-            .filter(pk=allocation_id, closed_at__isnull=True)
-        ).first()
-        if allocation is None:
+    False when no node could take it (the room is placed again at its next join).
+
+    With ``skip_locked``, an allocation locked by another mover is left to it: the
+    batches moving a dead node's rooms run in parallel over the same list, and would
+    otherwise queue behind one another, row after row. A join waits instead, so that
+    it never reads the room's old allocation while it is being moved."""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # One round trip, then one more to place the room (a failover moves thousands).
+        released = release_in_one_statement(
+            allocation_id=allocation_id, reason=reason, skip_locked=skip_locked
+        )
+        if released is None:
             return True
-        release(allocation, reason)
+        room_id, node_id, region = released
+    else:
+        with transaction.atomic():
+            allocation = (
+                Allocation.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+                .select_related("node")
+                .filter(pk=allocation_id, closed_at__isnull=True)
+            ).first()
+            if allocation is None:
+                return True
+            release(allocation, reason)
+        room_id, node_id, region = allocation.room_id, allocation.node_id, allocation.node.region
     metrics.ROOMS_MOVED.labels(reason=reason).inc()
     started = time.perf_counter()
-    row = allocate_in_one_statement(
-        room_id=allocation.room_id, region=allocation.node.region, exclude=[allocation.node_id]
-    )
+    row = allocate_in_one_statement(room_id=room_id, region=region, exclude=[node_id])
     if row:
         metrics.allocation_observe(row[0], started)
         return True
     try:
-        room_allocate(room_id=allocation.room_id, exclude=[allocation.node_id])
+        room_allocate(room_id=room_id, exclude=[node_id])
     except (NoNodeAvailable, ValidationError):
         return False
     return True

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from audit.actor import Actor
 from audit.models import AuditEvent
@@ -175,3 +176,53 @@ def test_reconcile_mends_both_ways(sims, world):
     assert vanished.close_reason == "vanished"
     node.refresh_from_db()
     assert node.observed_participants == 1 and node.reserved_participants == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_moving_rooms_off_a_dead_node_in_one_statement_each(sims, world, settings):
+    """Outside a transaction (as on a worker), each room is released in one statement
+    and placed again in another: the dead node's reservation goes back to zero, the
+    new nodes' rises by the rooms' sizes, and every old allocation is closed as
+    node_down. A room another mover holds is left to it, then moved by the next
+    batch."""
+    import threading
+
+    from django.db import connection, connections
+
+    victim, other, third = (add(s, f"n{i}") for i, s in enumerate(sims))
+    rooms_on(victim, world, 12)
+    held = Allocation.objects.filter(node=victim).order_by("created_at").first()
+    locked, done = threading.Event(), threading.Event()
+
+    def mover_elsewhere():
+        try:
+            with transaction.atomic():
+                Allocation.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                done.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=mover_elsewhere)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        MediaNode.objects.filter(pk=victim.pk).update(is_up=False)
+        assert not connection.in_atomic_block
+        assert services.move_rooms(victim.pk, reason="node_down", limit=100) == (12, 0)
+        live = Allocation.objects.filter(node=victim, closed_at__isnull=True)
+        assert list(live.values_list("pk", flat=True)) == [held.pk]  # left to its mover
+    finally:
+        done.set()
+        thread.join()
+    assert services.move_rooms(victim.pk, reason="node_down", limit=100) == (1, 0)
+    victim.refresh_from_db()
+    assert victim.reserved_participants == 0
+    live = Allocation.objects.filter(closed_at__isnull=True)
+    assert live.count() == 12 and not live.filter(node=victim).exists()
+    for node in (other, third):
+        node.refresh_from_db()
+        assert node.reserved_participants == 5 * live.filter(node=node).count()
+    closed = Allocation.objects.filter(node=victim)
+    assert set(closed.values_list("close_reason", flat=True)) == {"node_down"}
+    assert closed.filter(closed_at__isnull=True).count() == 0

@@ -113,10 +113,10 @@ def release(allocation: Allocation, reason: str) -> bool:
     return bool(closed)
 
 
-# ``release`` of one allocation in one round trip on PostgreSQL (no transaction of the
-# caller's): lock the live allocation (SKIP LOCKED when asked), close it and give its
-# reservation back. Returns its room, node and the node's region; no row when it was
-# already closed, or locked by someone else who is moving it.
+# ``release`` of one allocation in one round trip on PostgreSQL (its own transaction in
+# autocommit, as on a worker): lock the live allocation (SKIP LOCKED when asked), close
+# it and give its reservation back. Returns its room, node and the node's region; no
+# row when it was already closed, or locked by someone else who is moving it.
 RELEASE_SQL = """
 WITH a AS (
     SELECT a.id, a.room_id, a.node_id, a.reserved FROM media_nodes_allocation a
@@ -138,7 +138,7 @@ SELECT a.room_id, a.node_id, node.region FROM a JOIN node ON node.id = a.node_id
 def release_in_one_statement(*, allocation_id, reason: str, skip_locked: bool):
     """(room id, node id, node region) of the allocation just released; None when it
     was not live (or, with ``skip_locked``, locked by another mover). PostgreSQL
-    only, outside any transaction."""
+    only; inside the caller's transaction when there is one."""
     from django.db import connection
 
     sql = RELEASE_SQL.format(skip="SKIP LOCKED" if skip_locked else "")

@@ -243,7 +243,7 @@ def room_replace(*, allocation_id, reason: str, skip_locked: bool = False) -> bo
     batches moving a dead node's rooms run in parallel over the same list, and would
     otherwise queue behind one another, row after row. A join waits instead, so that
     it never reads the room's old allocation while it is being moved."""
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if connection.vendor == "postgresql":
         # One round trip, then one more to place the room (a failover moves thousands).
         released = release_in_one_statement(
             allocation_id=allocation_id, reason=reason, skip_locked=skip_locked

@@ -214,14 +214,22 @@ WHERE p.left_at IS NULL AND p.ministry_id IS NOT NULL AND p.organizational_unit 
 
 ROLLUP_WORK_MEM = "256MB"
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _round_half_up(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` (not negative) rounded to the nearest integer, halves
+    up, in exact integers: summing durations as float seconds can land just under a
+    half (1105.684908 + 1219.474135 + 1304.840957 gives 3629.9999999999995)."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
 # PostgreSQL counts instants in microseconds from 2000-01-01 UTC.
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
-_NIL = (0, 0)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _microseconds(moment: datetime) -> int:
-    delta = moment - _PG_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (moment - _PG_EPOCH) // _MICROSECOND
 
 
 def _binary_array(data: bytes, element: str) -> np.ndarray:
@@ -342,28 +350,26 @@ def _meetings(cursor, day_starts: np.ndarray) -> dict[str, np.ndarray]:
     """The range's meetings by number: ministry number, start and end day (-1 when
     outside the range or not ended), length (µs)."""
     cursor.cursor.execute(MEETING_ARRAYS_SQL, binary=True)
-    n, m, started, ended = cursor.cursor.fetchone()
+    n, m_data, started_data, ended_data = cursor.cursor.fetchone()
     if n is None:
         empty = np.zeros(0, np.int64)
         return {"m": empty, "started_day": empty, "ended_day": empty, "length": empty}
     n = _binary_array(n, "i4")
-    size = len(n)
-    columns = {"m": np.zeros(size, np.int64), "started": np.zeros(size, np.int64)}
-    columns["ended"] = np.zeros(size, np.int64)
-    columns["m"][n] = _binary_array(m, "i4")
-    columns["started"][n] = _binary_array(started, "i8")
-    columns["ended"][n] = _binary_array(ended, "i8")
+    m, started, ended = (np.zeros(len(n), np.int64) for _ in range(3))
+    m[n] = _binary_array(m_data, "i4")
+    started[n] = _binary_array(started_data, "i8")
+    ended[n] = _binary_array(ended_data, "i8")
 
     def day_of(instants):
         day = np.searchsorted(day_starts, instants, "right") - 1
         return np.where((day >= 0) & (day < len(day_starts) - 1), day, -1)
 
-    has_ended = columns["ended"] != np.iinfo(np.int64).max  # 'infinity'
+    has_ended = ended != np.iinfo(np.int64).max  # 'infinity'
     return {
-        "m": columns["m"],
-        "started_day": day_of(columns["started"]),
-        "ended_day": np.where(has_ended, day_of(columns["ended"]), -1),
-        "length": np.where(has_ended, columns["ended"] - columns["started"], 0),
+        "m": m,
+        "started_day": day_of(started),
+        "ended_day": np.where(has_ended, day_of(ended), -1),
+        "length": np.where(has_ended, ended - started, 0),
     }
 
 
@@ -497,11 +503,10 @@ def _write(figures: _Figures, days: list[date]) -> int:
                     days[day],
                     unit,
                     meetings,
-                    # Rounded half up, as the Python definition does.
-                    (seconds + 30_000_000) // 60_000_000,
+                    _round_half_up(seconds, 60_000_000),
                     agents,
                     peak,
-                    (length + ended * 500_000) // (ended * 1_000_000) if ended else 0,
+                    _round_half_up(length, ended * 1_000_000) if ended else 0,
                     now,
                 )
             )
@@ -573,16 +578,6 @@ def sweep_peaks(pieces: dict[str, np.ndarray], day_count: int) -> list[tuple[int
                 unit = number - max_m
                 results.append((day, int(ministry_of_unit[unit]), unit, value))
     return results
-
-
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _round_half_up(numerator: int, denominator: int) -> int:
-    """``numerator / denominator`` (not negative) rounded to the nearest integer, halves
-    up, in exact integers: summing durations as float seconds can land just under a
-    half (1105.684908 + 1219.474135 + 1304.840957 gives 3629.9999999999995)."""
-    return (2 * numerator + denominator) // (2 * denominator)
 
 
 def rollup_compute_python(days: list[date]) -> list[DailyUsage]:

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from audit.actor import Actor
 from console.views import operator_required
 from media_nodes import services as node_services
+from media_nodes.allocations import allocation_live, allocation_live_get, allocation_place
 from media_nodes.models import MediaNode
 from media_nodes.placement import NoNodeAvailable
 from rooms import selectors, services
@@ -65,9 +66,10 @@ def room(request, slug):
     joined = error = None
     if request.method == "POST":
         try:
-            allocation = services.room_live_allocation(room_id=room.pk) or services.room_allocate(
-                room_id=room.pk
-            )
+            allocation = allocation_live(room_id=room.pk)
+            if allocation is None:
+                allocation_place(room_id=room.pk)
+                allocation = allocation_live_get(room_id=room.pk)
             joined = services.join_token(agent=request.user, room=room, allocation=allocation)
         except NoNodeAvailable as exc:
             error = str(exc)

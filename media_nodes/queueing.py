@@ -29,13 +29,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 
 import redis
+from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
+
+from media_nodes.allocations import allocation_place, placement_request_answered
+from media_nodes.models import PlacementRequest
+from media_nodes.placement import NoNodeAvailable, RoomGone
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ PENDING = "visio:allocation:pending"
 SLOT = "visio:allocation:drainer:{}"
 INFLIGHT = "visio:allocation:inflight:{}"  # what the drainer of a slot is placing
 OUTCOME = "visio:allocation:outcome:{}"  # one per request (its nonce)
+DRAINER_TASK = "media_nodes.tasks.room_allocate_drain"
 SLOT_TTL_MS = 15_000
 OUTCOME_TTL_S = 60
 # Errors that say "try again later", not "this request is bad": a drainer meeting one
@@ -72,9 +80,30 @@ def client() -> redis.Redis:
 
 
 def coalescing() -> bool:
-    from controlplane.celery import app
+    return bool(settings.CELERY_BROKER_URL) and not current_app.conf.task_always_eager
 
-    return bool(settings.CELERY_BROKER_URL) and not app.conf.task_always_eager
+
+def place_now(room_id, region: str | None = None) -> dict:
+    """Place a room here and now; the outcome as a value (a dict), not an exception,
+    so that a full platform does not turn into retry storms: ``allocation`` and
+    ``node``, or ``error`` (``no_node`` with its ``detail``, or ``gone``)."""
+    try:
+        placed = allocation_place(room_id=room_id, region=region)
+    except NoNodeAvailable as exc:
+        return {"error": "no_node", "detail": str(exc)}
+    except RoomGone:  # deleted meanwhile: nothing to place
+        return {"error": "gone"}
+    return {"allocation": str(placed.allocation_id), "node": str(placed.node_id)}
+
+
+def place_outcome(room_id: str, region: str | None) -> str:
+    """A drainer's placement of one room, as the outcome string the join reads."""
+    result = place_now(room_id, region)
+    if result.get("error") == "gone":
+        return "gone"
+    if result.get("error") == "no_node":
+        return f"no_node:{result['detail']}"
+    return "placed"
 
 
 def request(room_id, region: str | None = None) -> dict | str:
@@ -82,11 +111,8 @@ def request(room_id, region: str | None = None) -> dict | str:
     (eager mode), else the request's nonce, to read its outcome with ``outcome``.
     Raises QueueUnavailable when Redis cannot be reached (the request is kept in the
     database, and beat asks again)."""
-    from media_nodes.models import PlacementRequest
-    from media_nodes.tasks import room_allocate_task
-
     if not coalescing():
-        return room_allocate_task.apply(args=(str(room_id), region)).get()
+        return place_now(str(room_id), region)
     # Durable first: whatever happens to Redis below, beat's sweep finds this row.
     PlacementRequest.objects.bulk_create(
         [PlacementRequest(room_id=room_id, region=region or "")], ignore_conflicts=True
@@ -105,13 +131,11 @@ def request(room_id, region: str | None = None) -> dict | str:
 def wake(r: redis.Redis, slot: int | None = None) -> bool:
     """Start a drainer on a slot (a random one by default) if that slot is free; the
     running drainers drain everything pushed meanwhile. One Redis call when busy."""
-    from media_nodes.tasks import room_allocate_drain
-
     if slot is None:
         slot = secrets.randbelow(settings.ALLOCATION_DRAINERS)
     if r.set(SLOT.format(slot), "1", nx=True, px=SLOT_TTL_MS):
         try:
-            room_allocate_drain.apply_async((slot,), ignore_result=True)
+            drainer_start(slot)
         except Exception:
             # No drainer started: free the slot rather than block it for its TTL.
             with contextlib.suppress(redis.RedisError):
@@ -119,6 +143,11 @@ def wake(r: redis.Redis, slot: int | None = None) -> bool:
             raise
         return True
     return False
+
+
+def drainer_start(slot: int) -> None:
+    """Queue a drainer task for ``slot`` (by its name: the task module imports this one)."""
+    current_app.send_task(DRAINER_TASK, (slot,), ignore_result=True)
 
 
 def outcome(nonce: str) -> str | None:
@@ -178,10 +207,8 @@ def drain(slot: int, place) -> int:
 
 def _forget(room_id: str) -> None:
     """Drop a room's placement request that cannot succeed: beat must not retry it."""
-    from media_nodes.placement import request_answered
-
     try:
-        request_answered(room_id)
+        placement_request_answered(room_id=room_id)
     except Exception:
         logger.exception("Could not drop the placement request of room %s", room_id)
 
@@ -190,12 +217,6 @@ def sweep(*, older_than_seconds: float, limit: int = 5000) -> int:
     """Push again the placement requests older than ``older_than_seconds`` that nobody
     has answered (Redis lost them), and start drainers for them and for whatever a
     dead drainer left in flight. Returns how many requests were pushed again."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from media_nodes.models import PlacementRequest
-
     now = timezone.now()
     # Requests for rooms deleted meanwhile have their answer.
     PlacementRequest.objects.filter(room__deleted_at__isnull=False).delete()

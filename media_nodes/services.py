@@ -17,6 +17,7 @@ from accounts.services import _require_operator
 from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes import crypto, metrics
+from media_nodes.allocations import allocation_move, allocation_release
 from media_nodes.driver import NodeError, driver_for
 from media_nodes.models import Allocation, MediaNode
 
@@ -237,11 +238,9 @@ def live_allocations(node_id, limit: int):
 def move_rooms(node_id, *, reason: str, limit: int) -> tuple[int, int]:
     """Move up to ``limit`` live rooms off a node (closed with ``reason``, placed again
     elsewhere). Returns (moved, unplaced)."""
-    from rooms.services import room_replace
-
     moved = unplaced = 0
     for pk in live_allocations(node_id, limit):
-        if room_replace(allocation_id=pk, reason=reason, skip_locked=True):
+        if allocation_move(allocation_id=pk, reason=reason, skip_locked=True):
             moved += 1
         else:
             unplaced += 1
@@ -274,31 +273,25 @@ def reconcile(node: MediaNode) -> dict:
     a live allocation whose room vanished from the node (and that is older than a
     probe period, so a meeting about to start is left alone) is closed; a room
     nobody allocated here is deleted from the node."""
-    from rooms.models import Room
-
     rooms = {r.name: r for r in driver_for(node).list_rooms()}
     grace = timezone.now() - timezone.timedelta(seconds=60)
     live = {
         a.room.slug: a
         for a in Allocation.objects.filter(node=node, closed_at__isnull=True).select_related("room")
     }
-    from media_nodes.placement import release
-
     closed = deleted = 0
     for slug, allocation in live.items():
         if slug not in rooms and allocation.created_at < grace:
-            with transaction.atomic():
-                closed += release(allocation, Allocation.Reason.VANISHED)
-    known = set(Room.objects.filter(slug__in=list(rooms)).values_list("slug", flat=True))
+            released = allocation_release(
+                allocation_id=allocation.pk, reason=Allocation.Reason.VANISHED
+            )
+            closed += released is not None
     for name in rooms:
         if name not in live:
             driver_for(node).delete_room(name)
             deleted += 1
             logger.warning(
-                "Room %s was on node %s without an allocation (%s): deleted",
-                name,
-                node.name,
-                "known room" if name in known else "unknown room",
+                "Room %s was on node %s without a live allocation: deleted", name, node.name
             )
     observed = sum(r.participants for name, r in rooms.items() if name in live)
     MediaNode.objects.filter(pk=node.pk).update(observed_participants=observed)

@@ -4,7 +4,6 @@ dead or drained nodes, and reconciling allocations with what nodes host."""
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
@@ -12,10 +11,9 @@ from django.conf import settings
 from django.db import OperationalError
 from django.db.utils import InterfaceError
 
-from media_nodes import metrics, services
+from media_nodes import queueing, services
 from media_nodes.driver import NodeError
 from media_nodes.models import Allocation, MediaNode
-from media_nodes.placement import NoNodeAvailable
 
 logger = logging.getLogger(__name__)
 
@@ -28,36 +26,9 @@ logger = logging.getLogger(__name__)
     time_limit=30,
 )
 def room_allocate_task(room_id: str, region: str | None = None) -> dict:
-    """Place a room (or find its live allocation). The outcome is a value, not an
-    exception, so that a full platform does not turn into retry storms."""
-    from media_nodes.placement import allocate_in_one_statement
-    from rooms.services import room_allocate
-
-    started = time.perf_counter()
-    row = allocate_in_one_statement(room_id=room_id, region=region)
-    if row is not None:
-        outcome, allocation_id, node_id = row
-        metrics.allocation_observe(outcome, started)
-        return {"allocation": str(allocation_id), "node": str(node_id)}
-    try:
-        allocation = room_allocate(room_id=room_id, region=region)
-    except NoNodeAvailable as exc:
-        return {"error": "no_node", "detail": str(exc)}
-    return {"allocation": str(allocation.pk), "node": str(allocation.node_id)}
-
-
-def _place(room_id: str, region: str | None) -> str:
-    from django.core.exceptions import ValidationError
-
-    from rooms.models import Room
-
-    try:
-        result = room_allocate_task.run(room_id, region)
-    except (Room.DoesNotExist, ValidationError):  # deleted meanwhile: nothing to place
-        return "gone"
-    if result.get("error") == "no_node":
-        return f"no_node:{result['detail']}"
-    return "placed"
+    """Place a room (or find its live allocation); the outcome is a value (see
+    ``queueing.place_now``)."""
+    return queueing.place_now(room_id, region)
 
 
 @shared_task(
@@ -68,9 +39,7 @@ def _place(room_id: str, region: str | None) -> str:
 )
 def room_allocate_drain(slot: int) -> int:
     """Place the rooms joins asked for, in batches (see ``media_nodes.queueing``)."""
-    from media_nodes import queueing
-
-    return queueing.drain(slot, _place)
+    return queueing.drain(slot, queueing.place_outcome)
 
 
 @shared_task(
@@ -82,8 +51,6 @@ def room_allocate_drain(slot: int) -> int:
 def room_placement_sweep() -> int:
     """Ask again for the rooms whose placement request Redis lost (restarted, or a
     drainer died): beat runs it every PLACEMENT_SWEEP_EVERY_SECONDS."""
-    from media_nodes import queueing
-
     return queueing.sweep(older_than_seconds=settings.PLACEMENT_SWEEP_EVERY_SECONDS)
 
 

@@ -18,6 +18,7 @@ from accounts.models import Agent
 from audit.actor import Actor
 from controlplane.api import SLUG_LOOKUP
 from media_nodes import queueing
+from media_nodes.allocations import allocation_live
 from rooms import selectors, services
 from rooms.models import Room
 
@@ -144,7 +145,7 @@ class RoomViewSet(
             raise PermissionDenied(_("You are not invited to this meeting."))
         data = JoinSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        allocation = services.room_live_allocation(room_id=room.pk)
+        allocation = allocation_live(room_id=room.pk)
         if allocation is None:
             try:
                 outcome = self._place(room, data.validated_data.get("region"))
@@ -168,7 +169,7 @@ class RoomViewSet(
                     status=status.HTTP_503_SERVICE_UNAVAILABLE,
                     headers={"Retry-After": "60"},
                 )
-            allocation = services.room_live_allocation(room_id=room.pk)
+            allocation = allocation_live(room_id=room.pk)
         if allocation is None:
             poll = request.build_absolute_uri()
             return Response(

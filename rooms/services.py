@@ -1,16 +1,15 @@
-"""Rooms: creation and sharing, placement on a media node, and joining."""
+"""Rooms: creation and sharing, and joining (placement is asked of media_nodes)."""
 
 from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from livekit import api as lk
@@ -19,16 +18,8 @@ from accounts.access import access_for
 from accounts.models import Agent
 from audit.actor import Actor
 from audit.services import audit_record
-from media_nodes import metrics
+from media_nodes.allocations import allocation_release, placement_request_answered
 from media_nodes.models import Allocation
-from media_nodes.placement import (
-    NoNodeAvailable,
-    allocate_in_one_statement,
-    release,
-    release_in_one_statement,
-    request_answered,
-    reserve,
-)
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -160,119 +151,9 @@ def room_delete(*, actor: Actor, room: Room) -> None:
     _require_owner_or_admin(actor, room)
     room.deleted_at = timezone.now()
     room.save(update_fields=["deleted_at", "updated_at"])
-    for allocation in Allocation.objects.filter(room=room, closed_at__isnull=True):
-        release(allocation, Allocation.Reason.ROOM_DELETED)
-    request_answered(room.pk)
+    allocation_release(room_id=room.pk, reason=Allocation.Reason.ROOM_DELETED)
+    placement_request_answered(room_id=room.pk)
     audit_record(actor=actor, action="room.delete", target=room, ministry_id=room.ministry_id)
-
-
-# -- Placement --------------------------------------------------------------------
-
-
-def room_allocate(*, room_id, region: str | None = None, exclude=()) -> Allocation:
-    """The room's live allocation, placing it first if it has none (idempotent: twice
-    for the same room gives the same allocation). Raises NoNodeAvailable."""
-    started = time.perf_counter()
-    try:
-        with transaction.atomic():
-            # The room's row lock serialises placements of one room.
-            room = Room.objects.select_for_update().select_related("ministry").get(pk=room_id)
-            if room.deleted_at is not None:
-                raise ValidationError(_("This room has been deleted."))
-            live = (
-                Allocation.objects.filter(room=room, closed_at__isnull=True)
-                .select_related("node")
-                .first()
-            )
-            if live is not None:
-                request_answered(room_id)
-                metrics.allocation_observe("existing", started)
-                return live
-            node = reserve(
-                size=room.expected_size,
-                tags=room.ministry.residency_tags or [],
-                region=region,
-                exclude=exclude,
-            )
-            allocation = Allocation.objects.create(
-                room=room, node=node, reserved=room.expected_size
-            )
-            allocation.node = node
-            request_answered(room_id)
-    except NoNodeAvailable as exc:
-        request_answered(room_id)  # the join tells the agent; beat must not retry it
-        metrics.NO_NODE.inc()
-        metrics.allocation_observe("no_node", started)
-        logger.error(
-            "No media node can host room %s (size %s, tags %s)", room_id, exc.size, exc.tags
-        )
-        audit_record(
-            actor=Actor.system("allocation"),
-            action="allocation.no_node",
-            target=Room(pk=room_id),
-            data={"size": exc.size, "tags": exc.tags, "region": region},
-        )
-        raise
-    metrics.allocation_observe("placed", started)
-    return allocation
-
-
-def room_live_allocation(*, room_id, region: str | None = None) -> Allocation | None:
-    """The room's live allocation on a healthy node, or None if it has none. A room
-    still on a dead node (failover has not reached it yet) is moved at once."""
-    allocation = (
-        Allocation.objects.filter(room_id=room_id, closed_at__isnull=True)
-        .select_related("node")
-        .first()
-    )
-    if allocation is None or allocation.node.is_up:
-        return allocation
-    room_replace(allocation_id=allocation.pk, reason=Allocation.Reason.NODE_DOWN)
-    return (
-        Allocation.objects.filter(room_id=room_id, closed_at__isnull=True)
-        .select_related("node")
-        .first()
-    )
-
-
-def room_replace(*, allocation_id, reason: str, skip_locked: bool = False) -> bool:
-    """Close an allocation (node down, drained) and place its room again elsewhere.
-    False when no node could take it (the room is placed again at its next join).
-
-    With ``skip_locked``, an allocation locked by another mover is left to it: the
-    batches moving a dead node's rooms run in parallel over the same list, and would
-    otherwise queue behind one another, row after row. A join waits instead, so that
-    it never reads the room's old allocation while it is being moved."""
-    if connection.vendor == "postgresql":
-        # One round trip, then one more to place the room (a failover moves thousands).
-        released = release_in_one_statement(
-            allocation_id=allocation_id, reason=reason, skip_locked=skip_locked
-        )
-        if released is None:
-            return True
-        room_id, node_id, region = released
-    else:
-        with transaction.atomic():
-            allocation = (
-                Allocation.objects.select_for_update(of=("self",), skip_locked=skip_locked)
-                .select_related("node")
-                .filter(pk=allocation_id, closed_at__isnull=True)
-            ).first()
-            if allocation is None:
-                return True
-            release(allocation, reason)
-        room_id, node_id, region = allocation.room_id, allocation.node_id, allocation.node.region
-    metrics.ROOMS_MOVED.labels(reason=reason).inc()
-    started = time.perf_counter()
-    row = allocate_in_one_statement(room_id=room_id, region=region, exclude=[node_id])
-    if row:
-        metrics.allocation_observe(row[0], started)
-        return True
-    try:
-        room_allocate(room_id=room_id, exclude=[node_id])
-    except (NoNodeAvailable, ValidationError):
-        return False
-    return True
 
 
 # -- Joining ------------------------------------------------------------------------

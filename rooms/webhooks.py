@@ -21,8 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 from django.db import transaction
-from django.db.models import F, Max, Value
-from django.db.models.functions import Greatest
+from django.db.models import Max
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -33,8 +32,8 @@ from livekit.protocol.webhook import WebhookEvent
 from prometheus_client import Counter
 
 from accounts.models import Agent
+from media_nodes.allocations import allocation_live_get, allocation_release, media_node_observed_add
 from media_nodes.models import Allocation, MediaNode
-from media_nodes.placement import release
 from rooms.models import MeetingSession, ParticipantSession, Room, WebhookReceipt
 
 logger = logging.getLogger(__name__)
@@ -182,11 +181,8 @@ def _meeting(*, node: MediaNode, event: WebhookEvent) -> MeetingSession:
 
 
 def _observed_add(node: MediaNode, delta: int) -> None:
-    """Move the node's observed load in the database, never below zero."""
-    if delta:
-        MediaNode.objects.filter(pk=node.pk).update(
-            observed_participants=Greatest(F("observed_participants") + delta, Value(0))
-        )
+    """Move the node's observed load (media_nodes writes it), never below zero."""
+    media_node_observed_add(node_id=node.pk, delta=delta)
 
 
 def _agent_for(identity: str) -> Agent | None:
@@ -284,11 +280,7 @@ def _allocation_release(*, node: MediaNode, event: WebhookEvent, meeting: Meetin
     )
     if room_id is None:
         return
-    allocation = (
-        Allocation.objects.select_for_update()
-        .filter(room_id=room_id, node=node, closed_at__isnull=True)
-        .first()
-    )
+    allocation = allocation_live_get(room_id=room_id, node_id=node.pk)
     if allocation is None:
         return
     newer_meeting = (
@@ -305,7 +297,8 @@ def _allocation_release(*, node: MediaNode, event: WebhookEvent, meeting: Meetin
             node.name,
         )
         return
-    release(allocation, Allocation.Reason.FINISHED)
+    # By its id: if it was closed (and the room placed again) meanwhile, nothing happens.
+    allocation_release(allocation_id=allocation.pk, reason=Allocation.Reason.FINISHED)
 
 
 def _participant_joined(node: MediaNode, event: WebhookEvent) -> None:

@@ -12,9 +12,10 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from devtools.livekit_sim import SimulatedNode
 from media_nodes import services
+from media_nodes.allocations import allocation_place
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.tasks import media_node_probe_all, media_node_reconcile_all
-from rooms.services import room_allocate, room_create
+from rooms.services import room_create
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +52,7 @@ def rooms_on(node, world, count):
         for i in range(count)
     ]
     for room in rooms:
-        assert room_allocate(room_id=room.pk).node_id == node.pk
+        assert allocation_place(room_id=room.pk).node_id == node.pk
     MediaNode.objects.exclude(pk=node.pk).update(state="active")
     return rooms
 
@@ -113,7 +114,7 @@ def test_a_killed_nodes_rooms_move_to_healthy_nodes(sims, world, settings):
         "node_down"
     }
     # The next join for those rooms lands on the new node.
-    assert room_allocate(room_id=rooms[0].pk).node_id in (other.pk, third.pk)
+    assert allocation_place(room_id=rooms[0].pk).node_id in (other.pk, third.pk)
 
 
 def test_a_hung_node_is_detected_within_its_timeouts(sims, settings):
@@ -148,7 +149,7 @@ def test_a_drained_node_empties_then_is_released(sims, world):
     media_node_probe_all()  # before the deadline: rooms stay, no new ones come
     assert Allocation.objects.filter(node=node, closed_at__isnull=True).count() == 5
     extra = room_create(actor=Actor(user=world.agent_a, label="t"), name="x", expected_size=5)
-    assert room_allocate(room_id=extra.pk).node.name == "new"
+    assert MediaNode.objects.get(pk=allocation_place(room_id=extra.pk).node_id).name == "new"
     MediaNode.objects.filter(pk=node.pk).update(drain_deadline=timezone.now())
     media_node_probe_all()  # deadline passed: rooms move
     assert not Allocation.objects.filter(node=node, closed_at__isnull=True).exists()

@@ -11,10 +11,14 @@ from hypothesis import strategies as st
 
 from audit.actor import Actor
 from audit.models import AuditEvent
+from media_nodes import placement
+from media_nodes.allocations import allocation_live_get, allocation_place
 from media_nodes.models import Allocation, MediaNode
-from media_nodes.placement import NoNodeAvailable, reserve
-from rooms.services import room_allocate, room_create
+from media_nodes.placement import NoNodeAvailable
+from rooms.models import Room
+from rooms.services import room_create
 from tests.conftest import requires_postgres
+from tests.factories import AgentFactory, MinistryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -92,15 +96,20 @@ def test_placement_rule(db, nodes, size, tags, region):
             )
 
         possible = [n for n in rows if fits(n)]
+        ministry = MinistryFactory(residency_tags=sorted(tags))
+        owner = AgentFactory(ministry=ministry)
+        room = Room.objects.create(
+            slug="abc-defg-hij", name="r", owner=owner, ministry=ministry, expected_size=size
+        )
         with transaction.atomic():
             if not possible:
                 with pytest.raises(NoNodeAvailable):
-                    reserve(size=size, tags=tags, region=region)
+                    allocation_place(room_id=room.pk, region=region)
                 return
-            chosen = reserve(size=size, tags=tags, region=region)
-        chosen_row = next(n for n in rows if n.pk == chosen.pk)
+            chosen = allocation_place(room_id=room.pk, region=region)
+        chosen_row = next(n for n in rows if n.pk == chosen.node_id)
         assert fits(chosen_row)
-        fresh = MediaNode.objects.get(pk=chosen.pk)
+        fresh = MediaNode.objects.get(pk=chosen.node_id)
         assert fresh.reserved_participants == chosen_row.reserved_participants + size
         assert fresh.reserved_participants <= fresh.capacity
         if region and any(n.region == region for n in possible):
@@ -122,12 +131,13 @@ def test_the_database_refuses_an_overbooked_node(db):
 def test_allocation_is_idempotent_and_one_live_per_room(world):
     make_node("a1")
     room = make_room(world.agent_a)
-    first = room_allocate(room_id=room.pk)
-    again = room_allocate(room_id=room.pk)
-    assert first.pk == again.pk
+    first = allocation_place(room_id=room.pk)
+    again = allocation_place(room_id=room.pk)
+    assert first.allocation_id == again.allocation_id
+    assert (first.outcome, again.outcome) == ("placed", "existing")
     assert MediaNode.objects.get().reserved_participants == room.expected_size
     with pytest.raises(IntegrityError), transaction.atomic():
-        Allocation.objects.create(room=room, node=first.node, reserved=2)
+        Allocation.objects.create(room=room, node_id=first.node_id, reserved=2)
 
 
 def test_residency_tags_and_no_node_alert(world):
@@ -136,11 +146,11 @@ def test_residency_tags_and_no_node_alert(world):
     make_node("plain", tags=[])
     room = make_room(world.agent_a)
     with pytest.raises(NoNodeAvailable) as refused:
-        room_allocate(room_id=room.pk)
+        allocation_place(room_id=room.pk)
     assert "serveur" in str(refused.value) or "server" in str(refused.value)
     assert AuditEvent.objects.filter(action="allocation.no_node").exists()
     qualified = make_node("qualified", tags=["secnumcloud"])
-    assert room_allocate(room_id=room.pk).node_id == qualified.pk
+    assert allocation_place(room_id=room.pk).node_id == qualified.pk
 
 
 @requires_postgres
@@ -158,7 +168,7 @@ def test_concurrent_placements_spread_and_never_overbook(world):
         try:
             for room in chunk:
                 for _ in range(2):  # twice: joins race for the same room too
-                    room_allocate(room_id=room.pk)
+                    allocation_place(room_id=room.pk)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -182,10 +192,9 @@ def test_concurrent_placements_spread_and_never_overbook(world):
     assert max(loads) / (sum(loads) / len(loads)) <= 1.10, per_node
 
 
-@requires_postgres
-def test_one_statement_path_follows_the_same_rule(world):
-    from media_nodes.placement import allocate_in_one_statement
-
+def test_placement_statement_orders_tags_then_region_then_fill(world):
+    """Tags first, then the region, then the fill after placement; a room already live
+    is found, not placed twice; a refusal leaves every node's reservation as it was."""
     world.a.residency_tags = ["secnumcloud"]
     world.a.save()
     make_node("plain-paris", region="paris", tags=[])
@@ -193,16 +202,41 @@ def test_one_statement_path_follows_the_same_rule(world):
     paris = make_node("qualified-paris", region="paris", tags=["secnumcloud"], reserved=50)
     small = make_node("qualified-paris-small", region="paris", tags=["secnumcloud"], capacity=15)
     room = make_room(world.agent_a, size=10)
-    outcome, allocation_id, node_id = allocate_in_one_statement(room_id=room.pk, region="paris")
+    first = placement.place(room_id=room.pk, region="paris")
     # Tags first, then the region, then the fill after placement (small: 10/15 > 60/100).
-    assert (outcome, node_id) == ("placed", paris.pk)
-    assert allocate_in_one_statement(room_id=room.pk, region="paris")[:2] == (
-        "existing",
-        allocation_id,
-    )
+    assert (first.outcome, first.node_id) == ("placed", paris.pk)
+    again = placement.place(room_id=room.pk, region="paris")
+    assert (again.outcome, again.allocation_id) == ("existing", first.allocation_id)
     other = make_room(world.agent_a, size=10)
-    assert allocate_in_one_statement(room_id=other.pk, region="lyon")[2] == lyon.pk
+    assert placement.place(room_id=other.pk, region="lyon").node_id == lyon.pk
     MediaNode.objects.filter(pk__in=[lyon.pk, paris.pk, small.pk]).update(is_up=False)
     third = make_room(world.agent_a, size=10)
-    assert allocate_in_one_statement(room_id=third.pk, region="paris") is None
+    with pytest.raises(NoNodeAvailable) as refused:
+        placement.place(room_id=third.pk, region="paris")
+    assert (refused.value.size, refused.value.tags) == (10, ["secnumcloud"])
     assert MediaNode.objects.get(pk=paris.pk).reserved_participants == 60
+
+
+def test_release_gives_the_reservation_back_once(world):
+    """Releasing closes the live allocation with its reason and gives its seats back to
+    its node, once: a second release finds nothing live and changes nothing."""
+    node = make_node("r1")
+    room = make_room(world.agent_a, size=10)
+    placed = allocation_place(room_id=room.pk)
+    released = placement.release(allocation_id=placed.allocation_id, reason="finished")
+    assert (released.room_id, released.node_id, released.region) == (room.pk, node.pk, "paris")
+    assert allocation_live_get(room_id=room.pk) is None
+    assert Allocation.objects.get(pk=placed.allocation_id).close_reason == "finished"
+    assert MediaNode.objects.get(pk=node.pk).reserved_participants == 0
+    assert placement.release(room_id=room.pk, reason="finished") is None
+    assert MediaNode.objects.get(pk=node.pk).reserved_participants == 0
+
+
+def test_a_deleted_room_is_not_placed(world):
+    """A room deleted before its placement is refused as gone, and no seat is taken."""
+    node = make_node("d1")
+    room = make_room(world.agent_a)
+    Room.objects.filter(pk=room.pk).update(deleted_at=room.created_at)
+    with pytest.raises(placement.RoomGone):
+        allocation_place(room_id=room.pk)
+    assert MediaNode.objects.get(pk=node.pk).reserved_participants == 0

@@ -46,11 +46,8 @@ def test_drain_places_each_room_once_and_answers_every_request(redis_clean):
 
 def test_a_busy_slot_starts_no_second_drainer(redis_clean, monkeypatch):
     started = []
-    from media_nodes import tasks
 
-    monkeypatch.setattr(
-        tasks.room_allocate_drain, "apply_async", lambda args, **kw: started.append(args)
-    )
+    monkeypatch.setattr(queueing, "drainer_start", lambda slot: started.append((slot,)))
     r = redis_clean
     assert queueing.wake(r, 0) is True
     assert queueing.wake(r, 0) is False
@@ -159,24 +156,23 @@ def test_a_transient_error_leaves_the_rest_in_flight(redis_clean):
 @requires_postgres
 def test_placement_answers_the_rooms_request(world):
     """Placed, already live or refused: the request row is gone, so beat asks no more."""
+    from media_nodes.allocations import allocation_place
     from media_nodes.models import MediaNode, PlacementRequest
-    from media_nodes.tasks import _place
-    from rooms.services import room_allocate
     from tests.test_placement import make_node, make_room
 
     node = make_node("n1", capacity=20)
     rooms = [make_room(world.agent_a) for _ in range(3)]
     PlacementRequest.objects.bulk_create([PlacementRequest(room=room) for room in rooms])
-    assert _place(str(rooms[0].pk), None) == "placed"  # the one-statement path
+    assert queueing.place_outcome(str(rooms[0].pk), None) == "placed"  # a drainer's call
     assert not PlacementRequest.objects.filter(room=rooms[0]).exists()
     PlacementRequest.objects.create(room=rooms[0])
-    assert _place(str(rooms[0].pk), None) == "placed"  # already live
+    assert queueing.place_outcome(str(rooms[0].pk), None) == "placed"  # already live
     assert not PlacementRequest.objects.filter(room=rooms[0]).exists()
     MediaNode.objects.filter(pk=node.pk).update(state="cordoned")
-    assert _place(str(rooms[1].pk), None).startswith("no_node:")  # refused
+    assert queueing.place_outcome(str(rooms[1].pk), None).startswith("no_node:")  # refused
     assert not PlacementRequest.objects.filter(room=rooms[1]).exists()
     MediaNode.objects.filter(pk=node.pk).update(state="active")
-    room_allocate(room_id=rooms[2].pk)  # the general path
+    allocation_place(room_id=rooms[2].pk)  # the service's own call
     assert not PlacementRequest.objects.exists()
 
 
@@ -187,14 +183,11 @@ def test_beat_sweep_asks_again_for_requests_redis_lost(world, redis_clean, monke
 
     from django.utils import timezone
 
-    from media_nodes import tasks
     from media_nodes.models import PlacementRequest
     from tests.test_placement import make_room
 
     started = []
-    monkeypatch.setattr(
-        tasks.room_allocate_drain, "apply_async", lambda args, **kw: started.append(args)
-    )
+    monkeypatch.setattr(queueing, "drainer_start", lambda slot: started.append((slot,)))
     r = redis_clean
     old, fresh, deleted = (make_room(world.agent_a) for _ in range(3))
     long_ago = timezone.now() - timedelta(seconds=30)
@@ -219,12 +212,9 @@ def test_beat_sweep_asks_again_for_requests_redis_lost(world, redis_clean, monke
 
 def test_beat_sweep_wakes_the_slot_of_a_dead_drainer(redis_clean, monkeypatch, db):
     """Rooms left in flight by a dead drainer get a drainer even if no join comes."""
-    from media_nodes import tasks
 
     started = []
-    monkeypatch.setattr(
-        tasks.room_allocate_drain, "apply_async", lambda args, **kw: started.append(args)
-    )
+    monkeypatch.setattr(queueing, "drainer_start", lambda slot: started.append((slot,)))
     r = redis_clean
     r.rpush(queueing.INFLIGHT.format(1), b"a||n1")
     r.set(queueing.SLOT.format(0), "1")  # a live drainer holds slot 0

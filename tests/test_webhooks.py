@@ -23,9 +23,10 @@ from livekit.protocol import models as lk_models
 from livekit.protocol.webhook import WebhookEvent
 
 from audit.actor import Actor
+from media_nodes.allocations import allocation_live_get, allocation_place
 from media_nodes.models import Allocation, MediaNode
 from rooms.models import MeetingSession, ParticipantSession, WebhookReceipt
-from rooms.services import room_allocate, room_create
+from rooms.services import room_create
 from tests.conftest import requires_postgres
 
 URL = "/hooks/livekit/"
@@ -106,7 +107,8 @@ def fresh(node):
 def placed_room(agent, node, size=10):
     """A room of ``agent``'s ministry with its live allocation on ``node``."""
     room = room_create(actor=Actor(user=agent, label="t"), name="Réunion", expected_size=size)
-    allocation = room_allocate(room_id=room.pk)
+    allocation_place(room_id=room.pk)
+    allocation = allocation_live_get(room_id=room.pk)
     assert allocation.node_id == node.pk
     return room, allocation
 
@@ -205,7 +207,8 @@ def test_room_finished_replay_releases_once(world):
     room, first = placed_room(world.agent_a, node)
     body, auth = signed(make_event("room_finished", room_name=room.slug), node)
     assert post(body, auth).json() == {"status": "processed"}
-    second = room_allocate(room_id=room.pk)
+    allocation_place(room_id=room.pk)
+    second = allocation_live_get(room_id=room.pk)
     assert second.pk != first.pk
 
     assert post(body, auth).json() == {"status": "duplicate"}

@@ -1,4 +1,5 @@
-"""Prometheus metrics of logins and agent imports (exposed by ``/metrics``)."""
+"""Prometheus metrics of logins and agent imports (exposed by ``/metrics``); the
+import jobs' gauge, read at scrape time, is in ``accounts.gauges``."""
 
 from prometheus_client import Counter
 

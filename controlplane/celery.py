@@ -18,9 +18,10 @@ import logging.config
 import os
 
 from celery import Celery, Task, signals
+from django.conf import settings
 from kombu import Queue
 
-from controlplane import broker
+from controlplane import broker, logs, metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 broker.transport_register()  # before any connection is made
@@ -32,8 +33,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 @app.on_configure.connect
 def _configure(sender, **kwargs):
     """Apply the house task defaults once Django settings are readable."""
-    from django.conf import settings
-
     sender.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -73,14 +72,56 @@ class BaseTask(Task):
     retry_jitter = True
 
 
+# -- The broker's visibility timeout must outlast every task a worker consumes ---------
+
+
+def visibility_timeout_too_short(queues) -> list[str]:
+    """The tasks routed to ``queues`` that could be delivered twice: on Redis, a
+    message taken by a worker comes back after the visibility timeout even while its
+    task still runs (or waits for its retry), so the timeout must be above the task's
+    hard time limit plus a retry's longest countdown. One line per such task."""
+    timeout = settings.CELERY_VISIBILITY_TIMEOUT_SECONDS
+    countdown = BaseTask.retry_backoff_max
+    app.loader.import_default_modules()  # every app's tasks (a worker has them already)
+    too_short = []
+    for name in sorted(app.tasks):
+        if name.startswith("celery."):
+            continue
+        if app.amqp.router.route({}, name)["queue"].name not in queues:
+            continue
+        limit = app.tasks[name].time_limit or app.conf.task_time_limit or 0
+        if limit + countdown >= timeout:
+            too_short.append(
+                f"{name}: hard time limit {limit} s + retry countdown {countdown} s "
+                f">= CELERY_VISIBILITY_TIMEOUT_SECONDS ({timeout} s)"
+            )
+    return too_short
+
+
+@signals.celeryd_after_setup.connect
+def _refuse_a_short_visibility_timeout(sender=None, instance=None, **kwargs):
+    """A worker does not start when a task it consumes would run twice."""
+    if not settings.CELERY_VISIBILITY_TIMEOUT_CHECK:
+        return
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        return
+    queues = set(instance.app.amqp.queues.consume_from)
+    too_short = visibility_timeout_too_short(queues)
+    if too_short:
+        # SystemExit, not an exception: Celery logs and swallows those raised by signals.
+        raise SystemExit(
+            "Refusing to start: raise CELERY_VISIBILITY_TIMEOUT_SECONDS above these "
+            "tasks' hard time limit plus a retry's countdown, or they run twice: "
+            + "; ".join(too_short)
+        )
+
+
 # -- Logs: the project's format, and the request id carried into tasks --------------
 
 
 @signals.setup_logging.connect
 def _setup_logging(loglevel=None, **kwargs):
     """Use the project's LOGGING (JSON in production) instead of Celery's own format."""
-    from django.conf import settings
-
     logging.config.dictConfig(settings.LOGGING)
     if loglevel:
         logging.getLogger().setLevel(loglevel)
@@ -89,8 +130,6 @@ def _setup_logging(loglevel=None, **kwargs):
 @signals.before_task_publish.connect
 def _request_id_to_headers(headers=None, **kwargs):
     """A task queued while serving a request (or another task) carries its id."""
-    from controlplane import logs
-
     request_id = logs.request_id_get()
     if request_id and headers is not None:
         headers.setdefault("request_id", request_id)
@@ -99,8 +138,6 @@ def _request_id_to_headers(headers=None, **kwargs):
 @signals.task_prerun.connect
 def _request_id_from_headers(task=None, **kwargs):
     """The worker logs a task's lines with the id of the request that queued it."""
-    from controlplane import logs
-
     if task is None or task.request.is_eager:
         return  # run inline: the request's own id is already current
     request_id = getattr(task.request, "request_id", None) or (
@@ -111,8 +148,6 @@ def _request_id_from_headers(task=None, **kwargs):
 
 @signals.task_postrun.connect
 def _request_id_restore(task=None, **kwargs):
-    from controlplane import logs
-
     token = getattr(task.request, "request_id_token", None) if task is not None else None
     if token is not None:
         task.request.request_id_token = None
@@ -124,15 +159,7 @@ def _request_id_restore(task=None, **kwargs):
 
 @signals.worker_ready.connect
 def _serve_metrics(**kwargs):
-    from django.conf import settings
-
     if settings.CELERY_METRICS_PORT:
-        from controlplane import metrics
-
         metrics.worker_metrics_serve(
             port=settings.CELERY_METRICS_PORT, addr=settings.CELERY_METRICS_ADDR
         )
-
-
-# Liveness files for the Kubernetes probes of workers and beat (HEARTBEAT_FILE).
-from controlplane import heartbeat  # noqa: E402, F401

@@ -25,14 +25,19 @@ def heartbeat_touch() -> None:
         Path(path).touch()
 
 
-@worker_ready.connect
 def _on_worker_ready(**kwargs) -> None:
     heartbeat_touch()
 
 
-@heartbeat_sent.connect
 def _on_heartbeat_sent(**kwargs) -> None:
     heartbeat_touch()
+
+
+def heartbeat_signals_connect() -> None:
+    """Touch the file when a worker is ready and at each of its event heartbeats
+    (called by ``ControlplaneConfig.ready``; connecting twice changes nothing)."""
+    worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="heartbeat_ready")
+    heartbeat_sent.connect(_on_heartbeat_sent, weak=False, dispatch_uid="heartbeat_sent")
 
 
 class HeartbeatScheduler(PersistentScheduler):

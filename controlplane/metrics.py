@@ -21,8 +21,13 @@ import ipaddress
 import logging
 import os
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import redis
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -34,9 +39,11 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    make_wsgi_app,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +102,40 @@ def _celery_queue_length(client, queue: str) -> int:
     return sum(pipe.execute())
 
 
+# What each app reads at scrape time, registered by its AppConfig.ready (so this
+# module, below every app, imports none of them): ``source`` is "database" or "redis",
+# and a reader returns metric families.
+StateReader = Callable[[], Iterable[Metric]]
+STATE_READERS: dict[str, list[StateReader]] = {"database": [], "redis": []}
+
+
+def state_reader_register(*, source: str, reader: StateReader) -> None:
+    """Have ``reader`` called at every scrape (once per process: registering the same
+    reader again changes nothing)."""
+    readers = STATE_READERS[source]
+    if reader not in readers:
+        readers.append(reader)
+
+
+@lru_cache(maxsize=4)
+def _redis_client(url: str):
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def celery_queue_lengths() -> list[Metric]:
+    """Tasks waiting in each Celery queue (on the broker's Redis)."""
+    client = _redis_client(settings.CELERY_BROKER_URL)
+    queues = GaugeMetricFamily(
+        "visio_celery_queue_length", "Tasks waiting in each Celery queue", labels=["queue"]
+    )
+    for queue in settings.CELERY_QUEUES:
+        queues.add_metric([queue], _celery_queue_length(client, queue))
+    return [queues]
+
+
+state_reader_register(source="redis", reader=celery_queue_lengths)
+
+
 class StateCollector:
     """Gauges computed from PostgreSQL and Redis when Prometheus scrapes."""
 
@@ -104,66 +145,17 @@ class StateCollector:
             "Whether the scrape could read a source of state (database, redis)",
             labels=["source"],
         )
-        try:
-            yield from self._database()
-            up.add_metric(["database"], 1)
-        except Exception as exc:  # noqa: BLE001 - a scrape reports, it never fails
-            logger.warning("metrics: database unreadable: %s", type(exc).__name__)
-            up.add_metric(["database"], 0)
-        if settings.CELERY_BROKER_URL:
+        sources = ["database", "redis"] if settings.CELERY_BROKER_URL else ["database"]
+        for source in sources:
             try:
-                yield from self._redis()
-                up.add_metric(["redis"], 1)
-            except Exception as exc:  # noqa: BLE001
-                logger.warning("metrics: redis unreadable: %s", type(exc).__name__)
-                up.add_metric(["redis"], 0)
+                families = [f for reader in STATE_READERS[source] for f in reader()]
+            except Exception as exc:  # noqa: BLE001 - a scrape reports, it never fails
+                logger.warning("metrics: %s unreadable: %s", source, type(exc).__name__)
+                up.add_metric([source], 0)
+                continue
+            yield from families
+            up.add_metric([source], 1)
         yield up
-
-    def _database(self):
-        from django.db.models import Count
-
-        from accounts.models import AgentImportJob
-        from media_nodes.models import Allocation, MediaNode
-
-        nodes = GaugeMetricFamily(
-            "visio_media_nodes",
-            "Media nodes by state (what operators decided) and health (what probes see)",
-            labels=["state", "health"],
-        )
-        counted = {
-            (row["state"], "up" if row["is_up"] else "down"): row["n"]
-            for row in MediaNode.objects.values("state", "is_up").annotate(n=Count("id"))
-        }
-        for state in MediaNode.State.values:
-            for health in ("up", "down"):
-                nodes.add_metric([state, health], counted.get((state, health), 0))
-        live = GaugeMetricFamily("visio_live_allocations", "Rooms currently placed on a media node")
-        live.add_metric([], Allocation.objects.filter(closed_at__isnull=True).count())
-        jobs = GaugeMetricFamily(
-            "visio_agent_import_jobs", "CSV import jobs by state", labels=["state"]
-        )
-        counted = dict(
-            AgentImportJob.objects.values_list("state").annotate(n=Count("id")).order_by()
-        )
-        for state in AgentImportJob.State.values:
-            jobs.add_metric([state], counted.get(state, 0))
-        return [nodes, live, jobs]
-
-    def _redis(self):
-        from media_nodes import queueing
-
-        client = queueing.client()
-        pending = GaugeMetricFamily(
-            "visio_allocation_pending",
-            "Rooms waiting on the coalesced placement list for a drainer",
-        )
-        pending.add_metric([], client.llen(queueing.PENDING))
-        queues = GaugeMetricFamily(
-            "visio_celery_queue_length", "Tasks waiting in each Celery queue", labels=["queue"]
-        )
-        for queue in settings.CELERY_QUEUES:
-            queues.add_metric([queue], _celery_queue_length(client, queue))
-        return [pending, queues]
 
 
 class _ProcessCollector:
@@ -252,8 +244,6 @@ def metrics_view(request):
 
 def _worker_app(registry: CollectorRegistry):
     """A WSGI app answering the exposition, behind ``METRICS_TOKEN`` when it is set."""
-    from prometheus_client import make_wsgi_app
-
     exposition = make_wsgi_app(registry)
 
     def app(environ, start_response):
@@ -268,14 +258,16 @@ def _worker_app(registry: CollectorRegistry):
     return app
 
 
+class QuietHandler(WSGIRequestHandler):
+    """No access line per scrape on the worker's stderr."""
+
+    def log_message(self, format, *args):  # noqa: A002 - the signature of the base class
+        return
+
+
 def worker_metrics_serve(*, port: int, addr: str):
     """Serve the worker pool's counters on ``addr:port`` from a daemon thread (the
     worker's main process; its pool processes write to ``PROMETHEUS_MULTIPROC_DIR``)."""
-    import threading
-    from wsgiref.simple_server import make_server
-
-    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
-
     if not multiprocess_dir():
         logger.warning(
             "CELERY_METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: only the main "
@@ -286,7 +278,7 @@ def worker_metrics_serve(*, port: int, addr: str):
         address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 
     httpd = make_server(
-        addr, port, _worker_app(registry_for_scrape(state=False)), Server, _SilentHandler
+        addr, port, _worker_app(registry_for_scrape(state=False)), Server, QuietHandler
     )
     threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
     logger.info("Worker metrics on %s:%s", addr, httpd.server_port)

@@ -92,6 +92,10 @@ CELERY_TASK_MAX_RETRIES = env.int("CELERY_TASK_MAX_RETRIES", default=5)
 # retention: 3,300 s) plus a retry's countdown, or such tasks run twice. Allocation
 # does not wait for it: beat's placement sweep asks again for lost placements.
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+# A worker refuses to start when a task it consumes has a hard time limit (plus a
+# retry's countdown) at or above the visibility timeout (controlplane/celery.py).
+# Only fault tests turn the check off, to see a killed worker's task come back at once.
+CELERY_VISIBILITY_TIMEOUT_CHECK = env.bool("CELERY_VISIBILITY_TIMEOUT_CHECK", default=True)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
     # Workers look for such messages every tenth of the timeout (1 s to 60 s; kombu's

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
-import aiohttp
 from django.conf import settings
-from livekit import api as lk
 
 from media_nodes.models import MediaNode
+
+
+@cache
+def livekit_sdk():
+    """The LiveKit server SDK and its HTTP client (aiohttp), imported at the first call
+    to a node: about half a second that every ``manage.py`` command would pay."""
+    import aiohttp
+    from livekit import api
+
+    return api, aiohttp
 
 
 class NodeError(Exception):
@@ -62,6 +71,8 @@ class LiveKitDriver:
         return cls(url=node.url, api_key=node.api_key, api_secret=node.api_secret, timeout=timeout)
 
     def _run(self, call):
+        lk, aiohttp = livekit_sdk()
+
         async def go():
             timeout = aiohttp.ClientTimeout(total=self.timeout, connect=self.timeout)
             client = lk.LiveKitAPI(
@@ -82,10 +93,12 @@ class LiveKitDriver:
             raise NodeUnreachable(f"{type(exc).__name__} calling {self.url}") from None
 
     def list_rooms(self) -> list[NodeRoom]:
+        lk, _aiohttp = livekit_sdk()
         response = self._run(lambda room: room.list_rooms(lk.ListRoomsRequest()))
         return [NodeRoom(r.name, r.num_participants) for r in response.rooms]
 
     def delete_room(self, name: str) -> None:
+        lk, _aiohttp = livekit_sdk()
         try:
             self._run(lambda room: room.delete_room(lk.DeleteRoomRequest(room=name)))
         except NodeRefused as exc:
@@ -93,6 +106,7 @@ class LiveKitDriver:
                 raise
 
     def list_participants(self, room: str) -> list[str]:
+        lk, _aiohttp = livekit_sdk()
         response = self._run(
             lambda svc: svc.list_participants(lk.ListParticipantsRequest(room=room))
         )

@@ -2,7 +2,7 @@
 
 Placements happen in Celery workers (the ``allocation`` queue) and, in eager mode or
 on a failover, in web processes: see ``controlplane.metrics`` for how the processes'
-figures are gathered.
+figures are gathered. The gauges read at scrape time are in ``media_nodes.gauges``.
 """
 
 import time

@@ -12,13 +12,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from livekit import api as lk
 
 from accounts.access import access_for
 from accounts.models import Agent
 from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes.allocations import allocation_release, placement_request_answered
+from media_nodes.driver import livekit_sdk
 from media_nodes.models import Allocation
 from rooms.models import Room
 
@@ -184,6 +184,7 @@ def can_join(agent: Agent, room: Room) -> bool:
 def join_token(*, agent: Agent, room: Room, allocation: Allocation) -> Join:
     """A LiveKit access token for the allocation's node: identity is the agent's
     ``sub`` (or id before their first login), room grants by role, short expiry."""
+    lk, _aiohttp = livekit_sdk()
     ttl = timedelta(seconds=settings.JOIN_TOKEN_TTL_SECONDS)
     is_host = agent.pk == room.owner_id
     grants = lk.VideoGrants(

@@ -27,12 +27,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from google.protobuf import json_format
-from livekit import api as lk
 from livekit.protocol.webhook import WebhookEvent
 from prometheus_client import Counter
 
 from accounts.models import Agent
 from media_nodes.allocations import allocation_live_get, allocation_release, media_node_observed_add
+from media_nodes.driver import livekit_sdk
 from media_nodes.models import Allocation, MediaNode
 from rooms.models import MeetingSession, ParticipantSession, Room, WebhookReceipt
 
@@ -88,6 +88,7 @@ def webhook_authenticate(*, body: bytes, authorization: str) -> tuple[MediaNode,
     # A body that is not UTF-8 cannot have been signed by LiveKit; surrogateescape
     # makes the digest check fail on it (401) rather than crash.
     text = body.decode("utf-8", errors="surrogateescape")
+    lk, _aiohttp = livekit_sdk()
     for node in MediaNode.objects.filter(api_key=key).order_by("pk"):
         receiver = lk.WebhookReceiver(lk.TokenVerifier(node.api_key, node.api_secret))
         try:

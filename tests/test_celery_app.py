@@ -83,3 +83,44 @@ def test_beat_sends_its_tasks_without_waiting_on_the_result_store(monkeypatch):
 def test_tasks_running_when_the_broker_connection_drops_run_to_the_end():
     """Their work is in PostgreSQL and idempotent: a broker reconnect does not kill them."""
     assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+
+
+def test_a_visibility_timeout_shorter_than_a_task_is_named(settings):
+    """Every task of the consumed queues whose hard limit plus a retry's countdown
+    reaches the visibility timeout is named; other queues' tasks are not."""
+    from controlplane.celery import visibility_timeout_too_short
+
+    settings.CELERY_VISIBILITY_TIMEOUT_SECONDS = 3600
+    assert visibility_timeout_too_short({"reports", "allocation", "default"}) == []
+    settings.CELERY_VISIBILITY_TIMEOUT_SECONDS = 3300 + 60  # retention: 3,300 s + 60 s
+    (line,) = visibility_timeout_too_short({"reports"})
+    assert line.startswith("usage.tasks.usage_retention: hard time limit 3300 s")
+    assert visibility_timeout_too_short({"health", "audit"}) == []
+
+
+def test_a_worker_refuses_to_start_on_a_short_visibility_timeout():
+    """A real worker consuming the reports queue exits at once, naming the task that
+    would run twice, instead of starting."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS": "1000",
+    }
+    worker = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "--pool", "solo"]
+        + ["--queues", "reports", "--without-gossip", "--without-mingle"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode != 0
+    assert "usage.tasks.usage_retention: hard time limit 3300 s" in worker.stderr
+    assert "usage.tasks.monthly_reports: hard time limit 960 s" in worker.stderr
+    assert "usage.tasks.usage_rollup" not in worker.stderr  # 600 s + 60 s: it fits

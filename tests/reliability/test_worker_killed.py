@@ -85,7 +85,8 @@ def test_a_worker_killed_mid_allocation_places_each_room_exactly_once(world, set
 
     # Unacknowledged messages come back after the visibility timeout (seconds here).
     # No join and no beat meanwhile: only the drain task delivered again can place it.
-    env = {"CELERY_VISIBILITY_TIMEOUT_SECONDS": "2"}
+    # (A worker refuses a timeout shorter than its tasks' limits: this one is told not to.)
+    env = {"CELERY_VISIBILITY_TIMEOUT_SECONDS": "2", "CELERY_VISIBILITY_TIMEOUT_CHECK": "0"}
     with celery_worker(queues="allocation", concurrency=1, name="heir", env=env) as heir:
         assert wait_for(lambda: live(second) == 1 and r.llen(inflight) == 0, 60), output(heir)
         # The joins' next calls find both rooms placed, on the node.

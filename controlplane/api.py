@@ -3,12 +3,20 @@ throttling and error handling."""
 
 from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
+from rest_framework.views import exception_handler as drf_exception_handler
 
+from controlplane import outage
+from controlplane.errors import DATABASE_ERRORS, error_describe
 from controlplane.ratelimit import RateLimited, rate_limit_hit
 
 # Ministry codes, room addresses and node names are slugs: a URL whose lookup is
@@ -83,34 +91,24 @@ TOO_MANY_TOKENS = OpenApiResponse(
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus Django's ValidationError raised by services as a 400, and
-    an unreachable database as a 503 with Retry-After (see controlplane.outage)."""
-    from django.core.exceptions import ValidationError as DjangoValidationError
-    from rest_framework.exceptions import ValidationError
-    from rest_framework.views import exception_handler as drf_exception_handler
-
-    from controlplane import outage
-    from licensing.services import NoFreeSeat
-
-    if isinstance(exc, outage.DATABASE_ERRORS):
-        from rest_framework.response import Response
-
+    """DRF's handler for DRF's own refusals (authentication, permission classes,
+    lookups); every domain error answers from the one table (``controlplane.errors``):
+    ``{"detail", "code"}`` with its status, a ValidationError raised by a service as
+    DRF's messages by field, an unreachable database as a 503 with Retry-After."""
+    described = error_describe(exc)
+    if described is None:
+        return drf_exception_handler(exc, context)
+    if described.fields is not None:
+        return drf_exception_handler(DRFValidationError(detail=described.fields), context)
+    response = Response(
+        {"detail": described.detail, "code": described.code},
+        status=described.status,
+        headers=described.headers,
+    )
+    if isinstance(exc, DATABASE_ERRORS):
         outage.database_unavailable_log(context["request"], exc)
-        response = Response(
-            {"detail": outage.database_unavailable_detail(), "code": "service_unavailable"},
-            status=503,
-            headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
-        )
         response._has_been_logged = True  # in one line above, not again as an error
-        return response
-    if isinstance(exc, NoFreeSeat):
-        from rest_framework.response import Response
-
-        return Response({"detail": str(exc), "code": exc.code}, status=409)
-    if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        exc = ValidationError(detail=detail)
-    return drf_exception_handler(exc, context)
+    return response
 
 
 ERROR_SCHEMA = {
@@ -174,10 +172,6 @@ def schema_error_responses(result, generator, request, public):
 def not_found(request, exception=None):
     """``handler404``: under /api/ a URL that names nothing answers the API's JSON
     error body, as a missing object does; elsewhere Django's page."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-    from rest_framework.exceptions import NotFound
-
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": str(NotFound.default_detail)}, status=404)
     return page_not_found(request, exception)

@@ -11,22 +11,22 @@ import json
 import logging
 import sys
 
-from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.views import defaults
 
+from controlplane.errors import DATABASE_ERRORS, DATABASE_RETRY_AFTER_SECONDS, error_describe
+
 logger = logging.getLogger(__name__)
 
-# psycopg's connection failures and "server closed the connection" surface as these.
-DATABASE_ERRORS = (OperationalError, InterfaceError)
-RETRY_AFTER_SECONDS = 5
+RETRY_AFTER_SECONDS = DATABASE_RETRY_AFTER_SECONDS
 SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 
 def database_unavailable_detail() -> str:
-    return _("The service is briefly unavailable. Please try again in a few seconds.")
+    """The message of the error table's outage entry, in the current language."""
+    return error_describe(DATABASE_ERRORS[0]()).detail
 
 
 def database_unavailable_log(request, exc: BaseException) -> None:

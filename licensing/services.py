@@ -18,13 +18,13 @@ from django.utils.translation import gettext as _
 from accounts.access import access_for
 from audit.actor import Actor
 from audit.services import audit_record
+from controlplane.errors import NoSeat
 from licensing.models import LicencePool
 
 
-class NoFreeSeat(Exception):
-    """Activating one more agent would exceed the ministry's licence pool."""
-
-    code = "no_free_seat"
+class NoFreeSeat(NoSeat):
+    """Activating one more agent would exceed the ministry's licence pool (409
+    ``no_free_seat`` in the error table)."""
 
     def __init__(self, ministry, seats: int | None):
         self.ministry = ministry

@@ -34,11 +34,16 @@ from uuid import UUID
 from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 
+from controlplane.errors import Outage
 from media_nodes.models import MediaNode
 
 
-class NoNodeAvailable(Exception):
-    """No active, healthy node carrying the required tags has room for the meeting."""
+class NoNodeAvailable(Outage):
+    """No active, healthy node carrying the required tags has room for the meeting
+    (503 ``no_node`` in the error table: try again in a minute)."""
+
+    code = "no_node"
+    retry_after = 60
 
     def __init__(self, *, size: int, tags: Iterable[str]):
         self.size = size

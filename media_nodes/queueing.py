@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 from datetime import timedelta
 from functools import lru_cache
@@ -38,8 +39,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as BrokerError
 
+from controlplane.errors import Outage
 from media_nodes.allocations import allocation_place, placement_request_answered
 from media_nodes.models import PlacementRequest
 from media_nodes.placement import NoNodeAvailable, RoomGone
@@ -66,8 +69,21 @@ return items
 """
 
 
-class QueueUnavailable(Exception):
-    """Redis (the placement queue and broker) cannot be reached: try again shortly."""
+class QueueUnavailable(Outage):
+    """Redis (the placement queue and broker) cannot be reached: try again shortly
+    (503 ``placement_unavailable`` in the error table; the request is kept)."""
+
+    code = "placement_unavailable"
+
+    def __init__(self):
+        super().__init__(
+            _("Meetings cannot be started for a moment. Please try again in a few seconds.")
+        )
+
+    @property
+    def retry_after(self) -> int:
+        """Beat asks again for kept requests every PLACEMENT_SWEEP_EVERY_SECONDS."""
+        return math.ceil(settings.PLACEMENT_SWEEP_EVERY_SECONDS)
 
 
 @lru_cache(maxsize=4)
@@ -124,7 +140,7 @@ def request(room_id, region: str | None = None) -> dict | str:
         wake(r)
     except (redis.RedisError, BrokerError) as exc:
         logger.warning("Placement queue unavailable, room %s kept for beat: %s", room_id, exc)
-        raise QueueUnavailable(str(exc)) from exc
+        raise QueueUnavailable() from exc
     return nonce
 
 
@@ -156,7 +172,7 @@ def outcome(nonce: str) -> str | None:
     try:
         value = client().get(OUTCOME.format(nonce))
     except redis.RedisError as exc:
-        raise QueueUnavailable(str(exc)) from exc
+        raise QueueUnavailable() from exc
     return value.decode() if value is not None else None
 
 

@@ -1,7 +1,6 @@
 """Rooms API: create, list, rename, delete, invite, and join (the node and a LiveKit
 access token for it)."""
 
-import math
 import time
 
 from django.conf import settings
@@ -19,6 +18,7 @@ from audit.actor import Actor
 from controlplane.api import SLUG_LOOKUP
 from media_nodes import queueing
 from media_nodes.allocations import allocation_live
+from media_nodes.placement import NoNodeAvailable
 from rooms import selectors, services
 from rooms.models import Room
 
@@ -147,27 +147,14 @@ class RoomViewSet(
         data.is_valid(raise_exception=True)
         allocation = allocation_live(room_id=room.pk)
         if allocation is None:
-            try:
-                outcome = self._place(room, data.validated_data.get("region"))
-            except queueing.QueueUnavailable:
-                # The request is kept in the database: beat asks again once Redis is
-                # back, and the agent's next call finds the room placed.
-                return Response(
-                    {
-                        "detail": _(
-                            "Meetings cannot be started for a moment. "
-                            "Please try again in a few seconds."
-                        ),
-                        "code": "placement_unavailable",
-                    },
-                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                    headers={"Retry-After": str(math.ceil(settings.PLACEMENT_SWEEP_EVERY_SECONDS))},
-                )
+            # Redis unreachable: QueueUnavailable (503, the request kept: beat asks again
+            # once Redis is back, and the agent's next call finds the room placed).
+            outcome = self._place(room, data.validated_data.get("region"))
             if outcome.get("error") == "no_node":
                 return Response(
-                    {"detail": outcome["detail"], "code": "no_node"},
-                    status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                    headers={"Retry-After": "60"},
+                    {"detail": outcome["detail"], "code": NoNodeAvailable.code},
+                    status=NoNodeAvailable.status,
+                    headers={"Retry-After": str(NoNodeAvailable.retry_after)},
                 )
             allocation = allocation_live(room_id=room.pk)
         if allocation is None:

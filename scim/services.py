@@ -19,6 +19,7 @@ from accounts import services as agents
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from audit.services import audit_record
+from controlplane import errors
 from scim.models import DirectoryGroup, DirectoryToken
 
 TOKEN_PREFIX = "scim"
@@ -44,8 +45,9 @@ class AgentData:
         }
 
 
-class Conflict(Exception):
-    """The request clashes with an existing resource (SCIM 409 ``uniqueness``)."""
+class Conflict(errors.Conflict):
+    """The request clashes with an existing resource (409 ``conflict``, SCIM
+    ``uniqueness``, in the error table)."""
 
 
 # -- Tokens ---------------------------------------------------------------------

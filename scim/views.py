@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Value
 from django.db.models.functions import Concat, Trim
 from django.http import HttpResponse
@@ -46,14 +46,13 @@ from scim2_models import (
     ServiceProviderConfig,
     Sort,
     UnauthorizedException,
-    UniquenessException,
 )
 
 from accounts.api.authentication import ApiTokenPrincipal
 from accounts.models import Agent
 from audit.actor import Actor, client_ip
-from controlplane.ratelimit import RateLimited, rate_limit_hit
-from licensing.services import NoFreeSeat
+from controlplane.errors import error_describe
+from controlplane.ratelimit import rate_limit_hit
 from scim import services
 from scim.filters import compile_filter
 from scim.models import DirectoryGroup
@@ -132,9 +131,17 @@ def _error(exc: SCIMException) -> HttpResponse:
     headers = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="SCIM"'
-    if int(exc.status) == 429 and isinstance(exc.__cause__, RateLimited):
-        headers["Retry-After"] = str(exc.__cause__.retry_after)
     return _json(body, status=int(exc.status), headers=headers)
+
+
+def scim_error_response(described) -> HttpResponse:
+    """A domain error, from the one error table, as a SCIM error body."""
+    error = SCIMException(detail=described.detail)
+    error.status, error.scim_type = described.status, described.scim_type
+    response = _error(error)
+    for name, value in described.headers.items():
+        response[name] = value
+    return response
 
 
 def _base(request) -> str:
@@ -309,12 +316,7 @@ def _rate_limit(request) -> None:
         key = f"token:{clear.strip()}"
     else:
         key = f"ip:{client_ip(request)}"
-    try:
-        rate_limit_hit("scim", key=key, rate=settings.RATE_LIMIT_SCIM)
-    except RateLimited as exc:
-        error = SCIMException(detail=f"Too many requests: try again in {exc.retry_after} s.")
-        error.status = 429
-        raise error from exc
+    rate_limit_hit("scim", key=key, rate=settings.RATE_LIMIT_SCIM)
 
 
 def scim_endpoint(handler):
@@ -328,16 +330,11 @@ def scim_endpoint(handler):
             return handler(request, token, actor, *args, **kwargs)
         except SCIMException as exc:
             return _error(exc)
-        except services.Conflict as exc:
-            return _error(UniquenessException(detail=str(exc)))
-        except NoFreeSeat as exc:
-            error = SCIMException(detail=str(exc))
-            error.status = 409
-            return _error(error)
-        except PermissionDenied as exc:
-            return _error(ForbiddenException(detail=str(exc)))
-        except ValidationError as exc:
-            return _error(InvalidValueException(detail=" ".join(exc.messages)))
+        except Exception as exc:
+            described = error_describe(exc)
+            if described is None:
+                raise  # a bug: Django's 500
+            return scim_error_response(described)
 
     return view
 

@@ -17,6 +17,7 @@ from accounts.access import access_for
 from accounts.models import Agent
 from audit.actor import Actor
 from audit.services import audit_record
+from controlplane.updates import fields_apply
 from media_nodes.allocations import allocation_release, placement_request_answered
 from media_nodes.driver import livekit_sdk
 from media_nodes.models import Allocation
@@ -41,6 +42,13 @@ def _check_size(size) -> int:
     return size
 
 
+def _clean_name(name) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ValidationError({"name": _("Give the room a name of at most 200 characters.")})
+    return name
+
+
 def _require_owner_or_admin(actor: Actor, room: Room) -> None:
     if actor.is_system:
         return
@@ -59,9 +67,7 @@ def room_create(
     owner = actor.agent
     if owner is None or owner.ministry_id is None or not owner.is_active:
         raise PermissionDenied(_("Only an active agent of a ministry may create a room."))
-    name = (name or "").strip()
-    if not name or len(name) > 200:
-        raise ValidationError({"name": _("Give the room a name of at most 200 characters.")})
+    name = _clean_name(name)
     if access not in Room.Access.values:
         raise ValidationError({"access": _("Unknown access level.")})
     for _attempt in range(5):
@@ -90,28 +96,24 @@ def room_create(
     return room
 
 
+ROOM_FIELDS = ("name", "access", "expected_size")
+
+
 @transaction.atomic
 def room_update(*, actor: Actor, room: Room, **fields) -> Room:
     room = Room.objects.select_for_update().get(pk=room.pk)
     _require_owner_or_admin(actor, room)
-    changes = {}
+    cleaned = {}
     for field, value in fields.items():
         if field == "name":
-            value = (value or "").strip()
-            if not value or len(value) > 200:
-                raise ValidationError(
-                    {"name": _("Give the room a name of at most 200 characters.")}
-                )
+            value = _clean_name(value)
         elif field == "access":
             if value not in Room.Access.values:
                 raise ValidationError({"access": _("Unknown access level.")})
         elif field == "expected_size":
             value = _check_size(value)
-        else:
-            raise ValueError(f"unknown room field: {field}")
-        if getattr(room, field) != value:
-            changes[field] = value
-            setattr(room, field, value)
+        cleaned[field] = value
+    changes = fields_apply(room, cleaned, allowed=ROOM_FIELDS)
     if changes:
         room.save()
         audit_record(

@@ -39,7 +39,7 @@ from accounts.selectors import ROLLOUT_ACTIVE_DAYS, ministry_rollout_progress
 from licensing.selectors import savings_current
 from rooms.models import ParticipantSession
 from usage.models import DailyUsage, MonthlyReport
-from usage.rollup import AGENT_PSEUDONYM_PREFIX
+from usage.retention import AGENT_PSEUDONYM_PREFIX
 
 ROLLOUT_STATUS_CHOICES = [("on_track", "on_track"), ("at_risk", "at_risk"), ("late", "late")]
 TREND_WEEKS = 8

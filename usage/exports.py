@@ -123,16 +123,7 @@ class UtcIsoText(Func):
     the database so that Python only copies strings."""
 
     output_field = CharField()
-    template = "STRFTIME('%%%%Y-%%%%m-%%%%dT%%%%H:%%%%M:%%%%SZ', %(expressions)s)"
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(
-            compiler,
-            connection,
-            template="TO_CHAR(%(expressions)s AT TIME ZONE 'UTC', "
-            '\'YYYY-MM-DD"T"HH24:MI:SS"Z"\')',
-            **extra_context,
-        )
+    template = "TO_CHAR(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
 class AgentPseudonym(Func):
@@ -142,18 +133,10 @@ class AgentPseudonym(Func):
 
     output_field = CharField()
     arg_joiner = " || "
-    template = "SUBSTR(SHA256(%(expressions)s), 1, 16)"
+    template = "LEFT(ENCODE(SHA256(CONVERT_TO(%(expressions)s, 'UTF8')), 'hex'), 16)"
 
     def __init__(self, expression, **extra):
         super().__init__(Value(pseudonym_key()), Cast(expression, CharField()), **extra)
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(
-            compiler,
-            connection,
-            template="LEFT(ENCODE(SHA256(CONVERT_TO(%(expressions)s, 'UTF8')), 'hex'), 16)",
-            **extra_context,
-        )
 
 
 class SpreadsheetSafe(Func):
@@ -362,15 +345,13 @@ def queryset_chunks(queryset: QuerySet, chunk_size: int = EXPORT_CHUNK_ROWS) -> 
     than materialising a ``WITH HOLD`` one; the transaction is a read that ends
     (rolled back or committed) when the last chunk is read or the client goes away.
     Rows skip the queryset machinery: the compiler's own chunks are handed on, with
-    the backend's converters applied only where it has some (SQLite's dates).
+    the expressions' converters applied where there are some (sums, truncated dates).
     """
     with transaction.atomic(using=queryset.db):
-        connection = connections[queryset.db]
-        if connection.vendor == "postgresql":
-            # A cursor is planned for its first rows (nested loops over indexes); an
-            # export reads them all, which hash joins and one sort do far faster.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        # A cursor is planned for its first rows (nested loops over indexes); an
+        # export reads them all, which hash joins and one sort do far faster.
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         compiler = queryset.query.get_compiler(using=queryset.db)
         chunks = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=chunk_size)
         fields = [s[0] for s in compiler.select[0 : compiler.col_count]]

@@ -18,6 +18,7 @@ from audit.models import AuditEvent
 from rooms.models import MeetingSession, ParticipantSession
 from tests.conftest import client_as, client_with_token
 from usage.models import DailyUsage
+from usage.reports import monthly_report_content
 
 pytestmark = pytest.mark.django_db
 
@@ -297,6 +298,21 @@ def test_pseudonymised_sessions_and_formula_like_units(world):
     assert first["agent_ref"] is None and first["organizational_unit"] == "=HYPERLINK(1)"
 
 
+def test_formula_like_units_in_the_usage_dataset(world):
+    """In the usage dataset too, a unit that looks like a formula is quoted with an
+    apostrophe in CSV, and left as it is in JSON Lines."""
+    make_usage(world)
+    DailyUsage.objects.filter(organizational_unit="Bureau alpha").update(
+        organizational_unit="=HYPERLINK(1)"
+    )
+    query = f"dataset=usage&granularity=month&unit=*&{PERIOD}"
+    rows = csv_rows(export(world.auditor_a, query))
+    assert [r["organizational_unit"] for r in rows] == ["'=HYPERLINK(1)"]
+    assert rows[0]["meetings"] == "31"
+    lines = body(export(world.auditor_a, f"{query}&format=jsonl")).splitlines()
+    assert [json.loads(line)["organizational_unit"] for line in lines] == ["=HYPERLINK(1)"]
+
+
 @pytest.mark.parametrize(
     "query,field",
     [
@@ -390,3 +406,16 @@ def test_api_token_of_an_auditor_exports_its_ministry(world):
     assert records[0]["period_start"] == "2026-10-01"
     event = AuditEvent.objects.filter(action="usage.export").get()
     assert event.token_id is not None and event.actor_id is None
+
+
+def test_a_month_mean_meeting_length_is_the_same_in_the_export_and_the_report(world):
+    """Both weigh each day's mean by its meetings and round the month's halves up (one
+    rule): 0 s and 1 s over one meeting each give 1 s, not 0 s (half to even)."""
+    for day, seconds in ((OCT, 0), (OCT + timedelta(days=1), 1)):
+        DailyUsage.objects.create(
+            ministry=world.a, day=day, meetings=1, average_meeting_seconds=seconds
+        )
+    rows = csv_rows(export(world.auditor_a, f"dataset=usage&granularity=month&{PERIOD}"))
+    assert [r["average_meeting_seconds"] for r in rows] == ["1"]
+    report = json.loads(monthly_report_content(ministry=world.a, month=OCT))
+    assert report["totals"]["average_meeting_seconds"] == 1

@@ -12,8 +12,9 @@ from audit.models import AuditEvent
 from rooms.models import MeetingSession, ParticipantSession
 from tests.conftest import requires_postgres
 from tests.factories import AgentFactory
+from usage.days import local_day
 from usage.models import DailyUsage
-from usage.rollup import local_day, rollup_days
+from usage.rollup import rollup_days
 
 pytestmark = [pytest.mark.django_db, requires_postgres]
 

@@ -13,19 +13,12 @@ from accounts.models import Ministry
 from rooms.models import MeetingSession, ParticipantSession
 from tests.conftest import requires_postgres
 from tests.factories import AgentFactory
+from tests.usage_rollup_definition import FIELDS, rollup_definition, stored_figures
 from tests.usage_scenes import at, meeting, stay
 from usage.models import DailyUsage, RollupState
-from usage.rollup import rollup_compute_python, rollup_days, rollup_incremental
+from usage.rollup import rollup_days, rollup_incremental
 
 pytestmark = [pytest.mark.django_db, requires_postgres]
-
-FIELDS = (
-    "meetings",
-    "participant_minutes",
-    "active_agents",
-    "peak_concurrent",
-    "average_meeting_seconds",
-)
 
 
 def rows(**filters) -> dict:
@@ -120,21 +113,15 @@ def sql_matches_python(days) -> dict:
     """Roll ``days`` up on PostgreSQL, assert the rows equal the Python definition's,
     and return them as {(day, ministry id, unit): figures}."""
     rollup_days(days[0], days[-1])
-    expected = {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in rollup_compute_python(days)
-    }
-    actual = {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in DailyUsage.objects.all()
-    }
+    expected = rollup_definition(days)
+    actual = stored_figures()
     assert actual == expected
     return actual
 
 
 def test_sql_matches_the_python_definition_on_random_sessions(world):
     """On random stays (midnight, DST-free days, overlaps, guests), the SQL roll-up and
-    the Python fallback agree row for row."""
+    the Python definition agree row for row."""
     rng = random.Random(7)
     base = timezone.localdate() - timedelta(days=20)
     agents = [

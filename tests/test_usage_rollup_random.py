@@ -1,9 +1,10 @@
-"""The PostgreSQL roll-up against the Python definition on generated worlds: meetings of
-any ministry (or none, or of a ministry without participants), crossing midnights and
-clock changes, still running or started before the range; stays of agents, guests and
-pseudonyms, of any ministry and unit (units on sessions without a ministry too), of
-no length, at local midnight, open, at microseconds or on a coarse grid (ties). Every
-meeting covers its stays' joins, as ``rooms.webhooks`` keeps it."""
+"""The PostgreSQL roll-up (and the days an incremental run redoes) against the Python
+definition on generated worlds: meetings of any ministry (or none, or of a ministry
+without participants), crossing midnights and clock changes, still running or started
+before the range; stays of agents, guests and pseudonyms, of any ministry and unit
+(units on sessions without a ministry too), of no length, at local midnight, open, at
+microseconds or on a coarse grid (ties). Every meeting covers its stays' joins, as
+``rooms.webhooks`` keeps it."""
 
 import itertools
 from datetime import UTC, date, datetime, timedelta
@@ -17,9 +18,14 @@ from hypothesis import strategies as st
 from rooms.models import MeetingSession, ParticipantSession
 from tests.conftest import requires_postgres
 from tests.factories import AgentFactory, MinistryFactory
-from tests.test_usage_rollup import FIELDS
-from usage.models import DailyUsage
-from usage.rollup import day_bounds, local_day, rollup_compute_python, rollup_days
+from tests.usage_rollup_definition import (
+    day_bounds,
+    local_day,
+    rollup_definition,
+    stored_figures,
+    touched_days_definition,
+)
+from usage.rollup import rollup_days, rollup_touched_days
 
 pytestmark = [pytest.mark.django_db, requires_postgres]
 
@@ -221,13 +227,6 @@ HALF_A_SECOND_MORE = {
 }
 
 
-def figures(rows) -> dict:
-    return {
-        (r.day, r.ministry_id, r.organizational_unit): tuple(getattr(r, f) for f in FIELDS)
-        for r in rows
-    }
-
-
 @settings(
     max_examples=400,
     deadline=None,
@@ -247,8 +246,34 @@ def test_sql_matches_the_python_definition_on_generated_worlds(people, spec):
     try:
         build(spec, base, ministries, agents)
         rollup_days(days[0], days[-1], force=True)
-        actual = figures(DailyUsage.objects.all())
-        expected = figures(rollup_compute_python(days))
+        actual = stored_figures()
+        expected = rollup_definition(days)
         assert actual == expected
+    finally:
+        transaction.savepoint_rollback(savepoint)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=worlds, stride=st.integers(1, 3))
+def test_touched_days_match_the_definition_on_generated_worlds(people, spec, stride):
+    """Whatever the world, the days the incremental run redoes are the definition's, for
+    every session and for those changed since a watermark (the others changed before)."""
+    ministries, agents = people
+    base = windows()[spec["window"]]
+    savepoint = transaction.savepoint()
+    try:
+        build(spec, base, ministries, agents)
+        watermark = timezone.now() - timedelta(hours=1)
+        for model in (MeetingSession, ParticipantSession):
+            pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
+            stale = [pk for n, pk in enumerate(pks) if n % stride]
+            model.objects.filter(pk__in=stale).update(updated_at=watermark - timedelta(hours=1))
+        assert rollup_touched_days(since=None) == touched_days_definition(None)
+        assert rollup_touched_days(since=watermark) == touched_days_definition(watermark)
     finally:
         transaction.savepoint_rollback(savepoint)

@@ -1,11 +1,11 @@
-"""The roll-up's peak sweep (``usage.rollup.sweep_peaks``) against a brute force: the
+"""The roll-up's peak sweep (``usage.rollup_arrays.sweep_peaks``) against a brute force: the
 most pieces present at one instant, leaves before joins at the same instant."""
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from usage.rollup import split_by_day, sweep_peaks
+from usage.rollup_arrays import split_by_day, sweep_peaks
 
 # (day, ministry number, unit number, join, leave); units belong to one ministry each.
 UNIT_MINISTRY = {1: 1, 2: 1, 3: 2}

@@ -28,22 +28,17 @@ import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import (
-    BigIntegerField,
     Case,
     CharField,
-    Count,
     F,
     Func,
-    Max,
     QuerySet,
-    Sum,
     Value,
     When,
 )
@@ -56,6 +51,8 @@ from accounts.models import Ministry
 from audit.actor import Actor
 from audit.services import audit_record
 from rooms.models import ParticipantSession
+from usage.days import month_after, period_bounds
+from usage.figures import period_average_seconds, period_totals
 from usage.models import DailyUsage
 
 DATASETS = ("usage", "sessions")
@@ -123,16 +120,7 @@ class UtcIsoText(Func):
     the database so that Python only copies strings."""
 
     output_field = CharField()
-    template = "STRFTIME('%%%%Y-%%%%m-%%%%dT%%%%H:%%%%M:%%%%SZ', %(expressions)s)"
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(
-            compiler,
-            connection,
-            template="TO_CHAR(%(expressions)s AT TIME ZONE 'UTC', "
-            '\'YYYY-MM-DD"T"HH24:MI:SS"Z"\')',
-            **extra_context,
-        )
+    template = "TO_CHAR(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
 class AgentPseudonym(Func):
@@ -142,18 +130,10 @@ class AgentPseudonym(Func):
 
     output_field = CharField()
     arg_joiner = " || "
-    template = "SUBSTR(SHA256(%(expressions)s), 1, 16)"
+    template = "LEFT(ENCODE(SHA256(CONVERT_TO(%(expressions)s, 'UTF8')), 'hex'), 16)"
 
     def __init__(self, expression, **extra):
         super().__init__(Value(pseudonym_key()), Cast(expression, CharField()), **extra)
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(
-            compiler,
-            connection,
-            template="LEFT(ENCODE(SHA256(CONVERT_TO(%(expressions)s, 'UTF8')), 'hex'), 16)",
-            **extra_context,
-        )
 
 
 class SpreadsheetSafe(Func):
@@ -174,20 +154,7 @@ def pseudonym_key() -> str:
     ).hexdigest()
 
 
-def _spreadsheet_safe(value: str) -> str:
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 # --- datasets ----------------------------------------------------------------------
-
-
-def _paris_bounds(first_day: date, last_day: date) -> tuple[datetime, datetime]:
-    """The period as [start, end) instants: days are those of the service's time zone."""
-    tz = ZoneInfo(settings.TIME_ZONE)
-    return (
-        datetime.combine(first_day, time.min, tzinfo=tz),
-        datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=tz),
-    )
 
 
 def _scoped(queryset: QuerySet, *, user, ministry: Ministry | None) -> QuerySet:
@@ -223,7 +190,7 @@ def sessions_queryset(*, user, request: ExportRequest) -> QuerySet:
     order, unsorted (as stored, roughly by arrival): sorting millions of rows would
     hold the first byte back until the database had sorted them all (a proxy's idle
     timeout), and a spreadsheet sorts them in a click."""
-    start, end = _paris_bounds(request.first_day, request.last_day)
+    start, end = period_bounds(request.first_day, request.last_day)
     sessions = _scoped(
         ParticipantSession.objects.filter(joined_at__gte=start, joined_at__lt=end),
         user=user,
@@ -275,8 +242,9 @@ USAGE_COLUMNS = (
 
 
 def usage_queryset(*, user, request: ExportRequest) -> QuerySet:
-    """Daily roll-ups of the period summed per period, ministry and unit (raw tuples;
-    ``usage_row`` shapes them into ``USAGE_COLUMNS``)."""
+    """Daily roll-ups of the period summed per period, ministry and unit (raw tuples,
+    the unit made spreadsheet-safe in SQL for CSV as the sessions' is;
+    ``usage_row_shaper`` shapes them into ``USAGE_COLUMNS``)."""
     rows = _scoped(
         DailyUsage.objects.filter(day__gte=request.first_day, day__lte=request.last_day),
         user=user,
@@ -287,22 +255,17 @@ def usage_queryset(*, user, request: ExportRequest) -> QuerySet:
     else:
         rows = rows.filter(organizational_unit=request.unit)
     period = {"day": F("day"), "week": TruncWeek("day"), "month": TruncMonth("day")}
+    unit = F("organizational_unit")
     return (
         rows.annotate(period=period[request.granularity])
         .values("period", "ministry__code", "organizational_unit")
-        .annotate(
-            x_meetings=Sum("meetings"),
-            x_minutes=Sum("participant_minutes"),
-            x_active=Max("active_agents"),
-            x_peak=Max("peak_concurrent"),
-            x_seconds=Sum(Cast("average_meeting_seconds", BigIntegerField()) * F("meetings")),
-            x_days=Count("pk"),
-        )
+        .annotate(**period_totals())
+        .annotate(x_unit=SpreadsheetSafe(unit) if request.format == "csv" else unit)
         .order_by("period", F("ministry__code").asc(nulls_first=True), "organizational_unit")
         .values_list(
             "period",
             "ministry__code",
-            "organizational_unit",
+            "x_unit",
             "x_meetings",
             "x_minutes",
             "x_active",
@@ -317,30 +280,26 @@ def _period_end(start: date, granularity: str) -> date:
         return start
     if granularity == "week":
         return start + timedelta(days=6)
-    following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return following - timedelta(days=1)
+    return month_after(start) - timedelta(days=1)
 
 
 def usage_row_shaper(request: ExportRequest) -> Callable[[tuple], tuple]:
     """Turn a raw usage tuple into an exported row: the period clipped to the request,
     sums as integers, the average meeting length weighted by meetings."""
-    safe = _spreadsheet_safe if request.format == "csv" else str
 
     def shape(row: tuple) -> tuple:
         period, ministry, unit, meetings, minutes, active, peak, seconds = row
-        if isinstance(period, datetime):
-            period = period.date()
         meetings = int(meetings or 0)
         return (
             max(period, request.first_day),
             min(_period_end(period, request.granularity), request.last_day),
             ministry,
-            safe(unit),
+            unit,
             meetings,
             int(minutes or 0),
             int(active or 0),
             int(peak or 0),
-            round(int(seconds or 0) / meetings) if meetings else 0,
+            period_average_seconds(seconds, meetings),
         )
 
     return shape
@@ -362,15 +321,13 @@ def queryset_chunks(queryset: QuerySet, chunk_size: int = EXPORT_CHUNK_ROWS) -> 
     than materialising a ``WITH HOLD`` one; the transaction is a read that ends
     (rolled back or committed) when the last chunk is read or the client goes away.
     Rows skip the queryset machinery: the compiler's own chunks are handed on, with
-    the backend's converters applied only where it has some (SQLite's dates).
+    the expressions' converters applied where there are some (sums, truncated dates).
     """
     with transaction.atomic(using=queryset.db):
-        connection = connections[queryset.db]
-        if connection.vendor == "postgresql":
-            # A cursor is planned for its first rows (nested loops over indexes); an
-            # export reads them all, which hash joins and one sort do far faster.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        # A cursor is planned for its first rows (nested loops over indexes); an
+        # export reads them all, which hash joins and one sort do far faster.
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         compiler = queryset.query.get_compiler(using=queryset.db)
         chunks = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=chunk_size)
         fields = [s[0] for s in compiler.select[0 : compiler.col_count]]

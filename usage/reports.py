@@ -15,17 +15,11 @@ from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from audit.services import audit_record
 from licensing.models import LicencePool
+from usage.days import month_after, month_start
+from usage.figures import period_average_seconds, period_totals
 from usage.models import DailyUsage, MonthlyReport
 
 REPORT_FORMAT_VERSION = 1
-
-
-def month_start(value: date) -> date:
-    return value.replace(day=1)
-
-
-def month_after(month: date) -> date:
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def previous_month(today: date | None = None) -> date:
@@ -62,15 +56,15 @@ def monthly_report_content(*, ministry: Ministry | None, month: date) -> bytes:
             "average_meeting_seconds",
         )
     ]
-    meetings = sum(d["meetings"] for d in days)
-    weighted = sum(d["average_meeting_seconds"] * d["meetings"] for d in days)
+    month_totals = rows.filter(organizational_unit="").aggregate(**period_totals())
+    meetings = month_totals["x_meetings"] or 0
     totals = {
         "meetings": meetings,
-        "participant_minutes": sum(d["participant_minutes"] for d in days),
+        "participant_minutes": month_totals["x_minutes"] or 0,
         # Distinct agents do not add up across days: the busiest day's count.
-        "active_agents_max_day": max((d["active_agents"] for d in days), default=0),
-        "peak_concurrent": max((d["peak_concurrent"] for d in days), default=0),
-        "average_meeting_seconds": round(weighted / meetings) if meetings else 0,
+        "active_agents_max_day": month_totals["x_active"] or 0,
+        "peak_concurrent": month_totals["x_peak"] or 0,
+        "average_meeting_seconds": period_average_seconds(month_totals["x_seconds"], meetings),
         "days_with_figures": len(days),
     }
     units = [

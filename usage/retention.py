@@ -34,8 +34,10 @@ from accounts.models import Ministry
 from audit.actor import Actor
 from audit.services import audit_record
 from rooms.models import MeetingSession, ParticipantSession
-from usage.rollup import AGENT_PSEUDONYM_PREFIX
 
+# Pseudonyms of agents carry this prefix: the roll-up still counts distinct agents by
+# them (``usage.rollup_scan``, ``usage.selectors``); guests' are not agents.
+AGENT_PSEUDONYM_PREFIX = "agent-"
 GUEST_PSEUDONYM_PREFIX = "guest-"
 BATCH = 1000
 

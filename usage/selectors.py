@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet
@@ -38,8 +38,9 @@ from accounts.models import Ministry
 from accounts.selectors import ROLLOUT_ACTIVE_DAYS, ministry_rollout_progress
 from licensing.selectors import savings_current
 from rooms.models import ParticipantSession
+from usage.days import period_bounds
 from usage.models import DailyUsage, MonthlyReport
-from usage.rollup import AGENT_PSEUDONYM_PREFIX
+from usage.retention import AGENT_PSEUDONYM_PREFIX
 
 ROLLOUT_STATUS_CHOICES = [("on_track", "on_track"), ("at_risk", "at_risk"), ("late", "late")]
 TREND_WEEKS = 8
@@ -112,15 +113,12 @@ def weekly_active_agents(*, ministry_ids, today: date) -> dict:
     """{ministry id: [9 weekly points, oldest first]}: distinct agents with a session
     in the 30 days before each point (one query per point)."""
     series = {pk: [0] * (TREND_WEEKS + 1) for pk in ministry_ids}
-    zone = timezone.get_current_timezone()
     for index in range(TREND_WEEKS + 1):
         point = today - timedelta(days=7 * (TREND_WEEKS - index))
-        end = datetime.combine(point + timedelta(days=1), time.min, tzinfo=zone)
+        start, end = period_bounds(point - timedelta(days=ROLLOUT_ACTIVE_DAYS - 1), point)
         counts = (
             ParticipantSession.objects.filter(
-                ministry_id__in=ministry_ids,
-                joined_at__gte=end - timedelta(days=ROLLOUT_ACTIVE_DAYS),
-                joined_at__lt=end,
+                ministry_id__in=ministry_ids, joined_at__gte=start, joined_at__lt=end
             )
             .values("ministry_id")
             .annotate(

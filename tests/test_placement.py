@@ -14,7 +14,6 @@ from audit.models import AuditEvent
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.placement import NoNodeAvailable, reserve
 from rooms.services import room_allocate, room_create
-from tests.conftest import requires_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +142,6 @@ def test_residency_tags_and_no_node_alert(world):
     assert room_allocate(room_id=room.pk).node_id == qualified.pk
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_placements_spread_and_never_overbook(world):
     """200 rooms placed by 16 threads at once on 5 nodes: one allocation per room, no
@@ -182,7 +180,6 @@ def test_concurrent_placements_spread_and_never_overbook(world):
     assert max(loads) / (sum(loads) / len(loads)) <= 1.10, per_node
 
 
-@requires_postgres
 def test_one_statement_path_follows_the_same_rule(world):
     from media_nodes.placement import allocate_in_one_statement
 

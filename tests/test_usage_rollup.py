@@ -11,13 +11,12 @@ from django.utils import timezone
 
 from accounts.models import Ministry
 from rooms.models import MeetingSession, ParticipantSession
-from tests.conftest import requires_postgres
 from tests.factories import AgentFactory
 from tests.usage_scenes import at, meeting, stay
 from usage.models import DailyUsage, RollupState
 from usage.rollup import rollup_compute_python, rollup_days, rollup_incremental
 
-pytestmark = [pytest.mark.django_db, requires_postgres]
+pytestmark = pytest.mark.django_db
 
 FIELDS = (
     "meetings",

@@ -15,13 +15,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rooms.models import MeetingSession, ParticipantSession
-from tests.conftest import requires_postgres
 from tests.factories import AgentFactory, MinistryFactory
 from tests.test_usage_rollup import FIELDS
 from usage.models import DailyUsage
 from usage.rollup import day_bounds, local_day, rollup_compute_python, rollup_days
 
-pytestmark = [pytest.mark.django_db, requires_postgres]
+pytestmark = pytest.mark.django_db
 
 WINDOW = 6  # days a world spans
 MINUTE, HOUR = 60_000_000, 3_600_000_000  # lengths and offsets are in microseconds

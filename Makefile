@@ -8,8 +8,11 @@ IDP_NODE := deploy/dev-idp/node_modules/.bin/node
 CHROMIUM := /usr/bin/chromium
 PORT ?= 8000
 
-# The demo runs on the embedded defaults: SQLite, eager Celery, DEBUG on.
+# The demo runs on the embedded defaults: eager Celery, DEBUG on, and (unless
+# DATABASE_URL is set) the embedded PostgreSQL with its data in $(PG_DATA).
 DEMO_ENV := DEBUG=1
+PG_DATA ?= var/postgres
+EMBEDDED_PG := $(BIN)/python -m devtools.embedded_postgres
 
 .PHONY: help install run test lint format schema messages clean
 
@@ -47,23 +50,37 @@ DEMO_OIDC := OIDC_OP_DISCOVERY_URL=http://127.0.0.1:$(IDP_PORT)/api/v2/.well-kno
 SIM_ARGS := --key devkey --secret demo-node-secret-not-for-production-0000 \
             --webhook-url http://127.0.0.1:$(PORT)/hooks/livekit/
 
+# One shell, so that its EXIT trap stops whatever the demo started, however it ends:
+# Ctrl-C, SIGTERM to make's process group, or a failing step (set -e). The embedded
+# PostgreSQL (devtools/embedded_postgres.py, a dev tool) is stopped only when this run
+# started it; a second run reuses its data. With DATABASE_URL set, nothing is started.
 run: $(STAMP) $(IDP_NODE) ## Migrate, seed the demo, start the identity provider and the app on http://127.0.0.1:8000/
-	mkdir -p var
-	$(DEMO_ENV) $(BIN)/python manage.py migrate --verbosity 0
-	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
-	@echo ""
-	@echo "  Console:  http://127.0.0.1:$(PORT)/console/   (ProConnect button, or pick a demo account)"
-	@echo "  Identity provider (dev tool): http://127.0.0.1:$(IDP_PORT)/api/v2"
-	@echo "  API docs: http://127.0.0.1:$(PORT)/api/v1/docs/"
-	@echo "  Simulated media nodes (dev tool): paris 7880-7881, lyon 7890-7891"
-	@echo ""
+	@set -euo pipefail; \
+	mkdir -p var; \
+	children=""; pg_started=0; \
+	stop_all() { \
+		[ -z "$$children" ] || kill $$children 2>/dev/null || true; \
+		[ "$$pg_started" = 0 ] || $(EMBEDDED_PG) stop --data '$(PG_DATA)'; \
+	}; \
+	trap stop_all EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	if [ -z "$${DATABASE_URL:-}" ]; then \
+		server=$$($(EMBEDDED_PG) start --data '$(PG_DATA)' --shell); \
+		eval "$$server"; pg_started=$$EMBEDDED_POSTGRES_STARTED; export DATABASE_URL; \
+	fi; \
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --verbosity 0; \
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo; \
+	echo ""; \
+	echo "  Console:  http://127.0.0.1:$(PORT)/console/   (ProConnect button, or pick a demo account)"; \
+	echo "  Identity provider (dev tool): http://127.0.0.1:$(IDP_PORT)/api/v2"; \
+	echo "  API docs: http://127.0.0.1:$(PORT)/api/v1/docs/"; \
+	echo "  Simulated media nodes (dev tool): paris 7880-7881, lyon 7890-7891"; \
+	echo ""; \
 	PORT=$(IDP_PORT) CLIENTS='$(IDP_CLIENTS)' $(IDP_NODE) deploy/dev-idp/server.mjs & \
-	idp=$$!; \
+	children="$$children $$!"; \
 	$(BIN)/python -m devtools.livekit_sim --nodes 2 --region paris --base-port 7880 $(SIM_ARGS) & \
-	paris=$$!; \
+	children="$$children $$!"; \
 	$(BIN)/python -m devtools.livekit_sim --nodes 2 --region lyon --base-port 7890 $(SIM_ARGS) & \
-	lyon=$$!; \
-	trap 'kill $$idp $$paris $$lyon 2>/dev/null' EXIT INT TERM; \
+	children="$$children $$!"; \
 	$(DEMO_ENV) $(DEMO_OIDC) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 lint: $(STAMP) ## ruff lint and format check, migrations up to date
@@ -86,5 +103,6 @@ messages: $(STAMP) ## Refresh and compile the French and English translations
 	DEBUG=1 $(BIN)/python manage.py makemessages -l fr -l en --ignore '.venv/*' --ignore 'node_modules/*'
 	DEBUG=1 $(BIN)/python manage.py compilemessages --ignore '.venv/*'
 
-clean: ## Remove the virtualenv and the demo database
+clean: ## Stop the demo's embedded PostgreSQL, remove the virtualenv and var/ (demo database)
+	[ ! -x $(BIN)/python ] || $(EMBEDDED_PG) stop --data '$(PG_DATA)'
 	rm -rf $(VENV) var

@@ -4,7 +4,7 @@ import time
 from uuid import UUID
 
 from celery import shared_task
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -30,9 +30,9 @@ class JobProgress:
     """Rows known and rows finished of a running import, written to its job row.
 
     A row is finished once planned, except, when the job applies, a row that writes
-    (create, update, deactivate): that one is finished once written. On PostgreSQL the
-    row is updated through a connection of its own, so that pages and API see the
-    progress while the import's all-or-nothing transaction is still open.
+    (create, update, deactivate): that one is finished once written. The row is
+    updated through a connection of its own, so that pages and API see the progress
+    while the import's all-or-nothing transaction is still open.
     """
 
     def __init__(self, job_id: str, *, apply: bool):
@@ -65,17 +65,13 @@ class JobProgress:
     def write(self) -> None:
         """Store rows_done and rows_total now."""
         done, total = min(self.done, self.total), self.total
-        if connection.vendor == "postgresql":
-            if self._connection is None:
-                self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
-            with self._connection.cursor() as cursor:  # autocommit: visible at once
-                cursor.execute(
-                    "UPDATE accounts_agentimportjob SET rows_done = %s, rows_total = %s "
-                    "WHERE id = %s",
-                    [done, total, self.job_id],
-                )
-        else:  # SQLite (the demo) allows one writer: the import's own connection writes
-            AgentImportJob.objects.filter(pk=self.job_id).update(rows_done=done, rows_total=total)
+        if self._connection is None:
+            self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
+        with self._connection.cursor() as cursor:  # autocommit: visible at once
+            cursor.execute(
+                "UPDATE accounts_agentimportjob SET rows_done = %s, rows_total = %s WHERE id = %s",
+                [done, total, self.job_id],
+            )
         self._written_at, self._written_done = time.monotonic(), self.done
 
     def close(self) -> None:

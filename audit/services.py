@@ -75,12 +75,8 @@ def _claim_next_link() -> tuple[int, str]:
 
 
 def _append(event: AuditEvent) -> None:
-    """Insert the event and move the head's hash to it (one round trip on PostgreSQL)."""
+    """Insert the event and move the head's hash to it, in one round trip."""
     table = AuditChainHead._meta.db_table
-    if connection.vendor != "postgresql":
-        event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=1).update(hash=event.hash)
-        return
     query = InsertQuery(AuditEvent)
     fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
     query.insert_values(fields, [event])

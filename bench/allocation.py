@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from postgres_server import database_url, pgbench_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "bench_alloc"
@@ -47,7 +48,7 @@ def env() -> dict:
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
         "DEBUG": "0",
         "SECRET_KEY": os.environ.get("BENCH_SECRET", "bench-" + "k" * 60),
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+        "DATABASE_URL": database_url(DB),
         "DATABASE_CONN_MAX_AGE": "600",
         "CELERY_BROKER_URL": BROKER,
         "LOG_LEVEL": "WARNING",
@@ -67,14 +68,14 @@ def django_setup():
 
 
 def prepare() -> None:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{DB}"')
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env(), check=True)
 
 
 def pgbench_tps(clients: int, seconds: int) -> float:
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{DB}", autocommit=True) as c:
+    with psycopg.connect(database_url(DB), autocommit=True) as c:
         c.execute("CREATE TABLE IF NOT EXISTS pgb (id int PRIMARY KEY, v bigint NOT NULL)")
         c.execute(
             "INSERT INTO pgb SELECT g, 0 FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
@@ -83,12 +84,8 @@ def pgbench_tps(clients: int, seconds: int) -> float:
         script.write("\\set id random(1, 1000)\nUPDATE pgb SET v = v + 1 WHERE id = :id;\n")
     out = subprocess.run(
         [
-            "pgbench",
+            *pgbench_command(),
             "-n",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
             "-c",
             str(clients),
             "-j",

@@ -35,6 +35,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
+from postgres_server import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "bench_export"
@@ -52,7 +53,7 @@ def env_for(db_name: str) -> dict:
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
         "DEBUG": "0",
         "SECRET_KEY": os.environ.get("BENCH_SECRET", secrets.token_urlsafe(60)),
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
+        "DATABASE_URL": database_url(db_name),
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
@@ -301,7 +302,7 @@ SELECT (ps.joined_at AT TIME ZONE 'Europe/Paris')::date AS day, ps.ministry_id,
 
 def group_by_seconds(db_name: str, query: str = GROUP_BY) -> tuple[float, int]:
     start, end = paris_bounds()
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db_name}") as c:
+    with psycopg.connect(database_url(db_name)) as c:
         c.execute("SET work_mem = '256MB'")
         began = time.perf_counter()
         rows = c.execute(query, (start, end)).fetchall()
@@ -313,14 +314,14 @@ def group_by_seconds(db_name: str, query: str = GROUP_BY) -> tuple[float, int]:
 
 def session_count(db_name: str) -> int | None:
     try:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db_name}") as c:
+        with psycopg.connect(database_url(db_name)) as c:
             return c.execute("SELECT count(*) FROM rooms_participantsession").fetchone()[0]
     except psycopg.Error:
         return None
 
 
 def prepare(db_name: str, env: dict, sessions: int) -> float:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{db_name}"')
     subprocess.run(

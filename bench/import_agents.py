@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from postgres_server import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.gouv.fr"
@@ -37,7 +38,7 @@ def env_for(db_name: str) -> dict:
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
         "DEBUG": "0",
         "SECRET_KEY": os.environ.get("BENCH_SECRET", secrets.token_urlsafe(60)),
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
+        "DATABASE_URL": database_url(db_name),
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
         "AGENT_IMPORT_MAX_BYTES": str(1 << 30),
         "LOG_LEVEL": "WARNING",
@@ -64,7 +65,7 @@ def write_files(tmp: Path, n: int) -> tuple[Path, Path]:
 
 
 def prepare(db_name: str, seats: int) -> None:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{db_name}"')
     run = {"cwd": ROOT, "env": env_for(db_name), "check": True, "capture_output": True}
@@ -83,7 +84,7 @@ def prepare(db_name: str, seats: int) -> None:
 
 
 def empty_table(db_name: str) -> None:
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db_name}") as c:
+    with psycopg.connect(database_url(db_name)) as c:
         c.execute("DELETE FROM accounts_agent")
 
 

@@ -29,6 +29,7 @@ from urllib.parse import urljoin
 
 import psycopg
 import requests
+from postgres_server import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -134,7 +135,7 @@ def main() -> int:
     parser.add_argument("--logins", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--admin-db", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--admin-db", default=database_url("postgres"))
     args = parser.parse_args()
 
     port = free_port()
@@ -150,7 +151,7 @@ def main() -> int:
             "DJANGO_SETTINGS_MODULE": "controlplane.settings",
             "DEBUG": "0",
             "SECRET_KEY": secrets.token_urlsafe(60),
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
+            "DATABASE_URL": database_url(db_name),
             "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
             "CACHE_URL": "redis://127.0.0.1:6379/13",
             "ALLOWED_HOSTS": "127.0.0.1",

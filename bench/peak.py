@@ -68,6 +68,7 @@ from urllib.parse import urljoin
 
 import psycopg
 import requests
+from postgres_server import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -76,7 +77,7 @@ from tests.idp import running_dev_idp  # noqa: E402  (the dev IdP launcher)
 
 DB = "bench_peak"
 TEMPLATE = "bench_peak_template"
-ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_DB = database_url("postgres")
 SIRET = "11004401300016"
 DOMAIN = "peak.gouv.fr"
 NODE_KEY = "peakkey"
@@ -108,7 +109,7 @@ def service_env(base: str, redis_url: str, idp) -> dict:
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
         "DEBUG": "0",
         "SECRET_KEY": "peak-" + "k" * 60,
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+        "DATABASE_URL": database_url(DB),
         "DATABASE_CONN_MAX_AGE": "600",
         "CELERY_BROKER_URL": redis_url,
         "CACHE_URL": redis_url,
@@ -153,7 +154,7 @@ def prepare_database(env: dict) -> float:
             started = time.perf_counter()
             conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-            template_env = {**env, "DATABASE_URL": env["DATABASE_URL"].replace(DB, TEMPLATE)}
+            template_env = {**env, "DATABASE_URL": database_url(TEMPLATE)}
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "-v0"],
                 cwd=ROOT,

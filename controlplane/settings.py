@@ -1,8 +1,10 @@
 """Settings of the control plane, read from the environment (django-environ).
 
-Defaults run the one-machine demo safely (SQLite, eager tasks, DEBUG must be
-asked for). With DEBUG off the process refuses to start on a default secret,
-a default database or a missing broker: production never runs on demo values.
+Defaults run the one-machine demo safely (eager tasks, DEBUG must be asked for, and
+the demo's embedded PostgreSQL under ``var/``, which ``make run`` starts). PostgreSQL
+is the only database: any other engine is refused. With DEBUG off the process refuses
+to start on a default secret, a default database or a missing broker: production
+never runs on demo values.
 """
 
 import ipaddress
@@ -21,7 +23,9 @@ env = environ.Env()
 
 # A marker, not a secret: refused whenever DEBUG is off.
 DEMO_SECRET_KEY = "insecure-demo-key-never-use-in-production"  # noqa: S105
-DEMO_DATABASE_URL = f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}"
+# The demo's database: the embedded PostgreSQL that ``make run`` starts with its data in
+# var/postgres (devtools/embedded_postgres.py, a dev tool), on its unix socket there.
+DEMO_DATABASE_URL = f"postgres://postgres@/controlplane?host={BASE_DIR / 'var' / 'postgres'}"
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEMO_SECRET_KEY)
@@ -29,23 +33,24 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=DEMO_DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    # One engine: every rule (placement, roll-ups, audit triggers) is written for it.
+    raise ImproperlyConfigured(
+        "DATABASE_URL must name a PostgreSQL database (postgres://...), the only database "
+        f"this service runs on; it names {DATABASES['default']['ENGINE']!r}."
+    )
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A database host that drops packets must fail a request in seconds (503, see
-    # controlplane/outage.py), not hang it until gunicorn kills the worker.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=5)
-    )
+# A database host that drops packets must fail a request in seconds (503, see
+# controlplane/outage.py), not hang it until gunicorn kills the worker.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=5)
+)
 # Server-side prepared statements: the login path's queries are planned once per
 # connection. Turn off behind a PgBouncer older than 1.21 in transaction mode.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
-    "DATABASE_PREPARED_STATEMENTS", default=True
-):
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        server_side_binding=True, prepare_threshold=2
-    )
+if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+    DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
 
 # A shared cache (Redis) across web replicas; sessions live there when it is set, so a
 # login costs no database commit for the session itself. Without it (the demo),
@@ -223,7 +228,9 @@ if not DEBUG:
     if SECRET_KEY == DEMO_SECRET_KEY or len(SECRET_KEY) < 50:
         problems.append("SECRET_KEY is the demo default or shorter than 50 characters")
     if "DATABASE_URL" not in env:
-        problems.append("DATABASE_URL is not set (the SQLite default is for the demo only)")
+        problems.append(
+            "DATABASE_URL is not set (the embedded PostgreSQL under var/ is for the demo only)"
+        )
     if not CELERY_BROKER_URL:
         problems.append("CELERY_BROKER_URL is not set (eager tasks are for the demo only)")
     if problems:

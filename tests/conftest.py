@@ -15,12 +15,15 @@ from tests.factories import AgentFactory, MinistryFactory, grant
 
 pytest_plugins = ["tests.oidc_fixtures"]
 
-requires_postgres = pytest.mark.skipif(
-    not settings.POSTGRES_AVAILABLE, reason="PostgreSQL does not answer on 127.0.0.1:5432"
-)
 requires_redis = pytest.mark.skipif(
     not settings.REDIS_AVAILABLE, reason="Redis does not answer on 127.0.0.1:6379"
 )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which PostgreSQL the suite ran on (the notice printed while the settings load
+    is captured by pytest)."""
+    terminalreporter.write_line(f"database: {settings.TEST_DATABASE_SOURCE}")
 
 
 @pytest.fixture(autouse=True)

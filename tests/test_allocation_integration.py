@@ -10,12 +10,12 @@ from django.test import Client
 from controlplane.celery import app
 from media_nodes.models import Allocation, MediaNode
 from rooms.models import Room
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 from tests.factories import AgentFactory
 from tests.test_placement import make_node
 from tests.workers import celery_worker
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.integration]
+pytestmark = [requires_redis, pytest.mark.integration]
 
 
 @pytest.mark.django_db(transaction=True)

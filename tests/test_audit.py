@@ -11,7 +11,6 @@ from accounts import services
 from audit.actor import Actor
 from audit.models import AuditChainHead, AuditEvent
 from audit.services import GENESIS_HASH, audit_chain_verify, audit_record
-from tests.conftest import requires_postgres
 from tests.factories import MinistryFactory
 
 SYSTEM = Actor.system("tests")
@@ -82,7 +81,6 @@ def _bypass_triggers(sql, params=()):
         cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
 
 
-@requires_postgres
 @pytest.mark.django_db
 def test_audit_verify_names_a_modified_event():
     """Rewriting an event's content is detected and its number given."""
@@ -92,7 +90,6 @@ def test_audit_verify_names_a_modified_event():
         call_command("audit_verify")
 
 
-@requires_postgres
 @pytest.mark.django_db
 def test_audit_verify_detects_a_rehashed_event():
     """Recomputing the forged event's own hash still breaks the next link."""
@@ -111,7 +108,6 @@ def test_audit_verify_detects_a_rehashed_event():
     assert "does not point to the hash" in result.reason
 
 
-@requires_postgres
 @pytest.mark.django_db
 @pytest.mark.parametrize(("deleted", "broken"), [(2, 2), (4, 4)])
 def test_audit_verify_detects_removed_events(deleted, broken):
@@ -131,7 +127,6 @@ def test_audit_verify_says_intact(capsys):
     assert "Audit chain intact: 3 events." in capsys.readouterr().out
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_keep_one_chain():
     """Writers in parallel transactions are chained one after another, no fork."""

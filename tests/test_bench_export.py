@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_postgres
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@requires_postgres
 @pytest.mark.integration
 def test_export_benchmark_small_size():
     """bench/export.py fills sessions with COPY, exports them, and prints the ratios."""

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_postgres
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@requires_postgres
 @pytest.mark.integration
 def test_import_benchmark_small_size():
     """bench/import_agents.py imports the same rows three ways and prints the ratios."""

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@requires_postgres
 @requires_redis
 @pytest.mark.integration
 def test_login_benchmark_smallest_size():

@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 from accounts.models import Agent
-from tests.conftest import requires_postgres
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -20,7 +19,6 @@ ARGS = [
 ]
 
 pytestmark = [
-    requires_postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
         not shutil.which(CHROMIUM) and os.environ.get("CI") != "true",

@@ -10,7 +10,7 @@ from audit.actor import Actor
 from audit.services import audit_record
 from audit.tasks import audit_chain_verify_task
 from controlplane.celery import app
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 from tests.factories import MinistryFactory
 from tests.workers import celery_worker
 
@@ -25,7 +25,6 @@ def celery_worker_process(transactional_db):
         yield worker
 
 
-@requires_postgres
 @requires_redis
 @pytest.mark.integration
 def test_a_real_worker_runs_a_task_and_its_result_is_read_back(celery_worker_process):

@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from console.dashboards import dashboard_data
 from rooms.models import MeetingSession, ParticipantSession
-from tests.conftest import requires_postgres
 from usage.models import DailyUsage
 
 CHROMIUM = "/usr/bin/chromium"
@@ -85,7 +84,6 @@ def test_dashboard_access(world):
     assert 'id="forecast"' in page and "fr-badge--error" in page
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(
     not shutil.which(CHROMIUM) and os.environ.get("CI") != "true",

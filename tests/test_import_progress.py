@@ -12,7 +12,7 @@ from accounts import tasks
 from accounts.models import Agent, AgentImportJob, Role
 from accounts.tasks import JobProgress, agent_import_job_run
 from audit.models import AuditEvent
-from tests.conftest import client_as, requires_postgres
+from tests.conftest import client_as
 from tests.factories import AgentFactory, MinistryFactory, grant
 
 
@@ -46,7 +46,6 @@ def test_rows_done_reaches_rows_total_through_the_api(world, django_capture_on_c
     assert body["rows_total"] == 6 and body["rows_done"] == 6
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("apply", [False, True])
 def test_progress_is_visible_outside_the_import_while_it_runs(monkeypatch, apply):
@@ -117,7 +116,6 @@ def test_progress_writes_are_throttled(monkeypatch):
     assert writes == [1000, 2000]
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_imports_at_once_never_exceed_the_pool(monkeypatch):
     """Two jobs of 8 new agents each, run at the same moment against 10 free seats: one

@@ -14,7 +14,7 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool
 from licensing.services import NoFreeSeat, licence_pool_create
-from tests.conftest import client_as, requires_postgres
+from tests.conftest import client_as
 from tests.factories import MinistryFactory
 
 
@@ -93,7 +93,6 @@ def test_pools_are_created_by_operators_without_overlap(world):
     assert LicencePool.objects.filter(ministry=ministry).count() == 1
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_activations_never_overbook(world):
     """Eight creations at once against two free seats: exactly two agents are created."""

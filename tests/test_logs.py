@@ -16,7 +16,6 @@ from audit.actor import Actor
 from controlplane import logs
 from controlplane.celery import app as celery_app
 from scim.services import directory_token_issue
-from tests.conftest import requires_postgres
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -132,7 +131,6 @@ def test_text_format_is_redacted_too(settings):
     assert "a.b@c.gouv.fr" not in line and "a***@c.gouv.fr" in line and "[-]" in line
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_login_and_scim_paths_log_no_secret_or_personal_data(rp, live_server):
     """At DEBUG, a full ProConnect login and SCIM calls write lines, but none with the

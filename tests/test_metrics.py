@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts.models import Agent, AgentImportJob
 from media_nodes import queueing
 from media_nodes.models import MediaNode
-from tests.conftest import client_as, requires_postgres, requires_redis
+from tests.conftest import client_as, requires_redis
 from tests.test_agent_import_api import upload  # noqa: F401 - a fixture
 from tests.test_placement import make_node
 
@@ -40,7 +40,6 @@ def scrape(client, **extra) -> dict:
     return parse(response.content.decode())
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_login_and_an_allocation_are_counted(rp, live_server):
     """After a ProConnect login and a room placement, a scrape over HTTP counts both,
@@ -215,7 +214,6 @@ def test_finished_imports_are_counted_with_their_rows(client, world, upload):  #
     assert value(after, "visio_agent_import_jobs", state="done") == 2
 
 
-@requires_postgres
 @pytest.mark.django_db
 def test_webhooks_are_counted_by_event_and_outcome(client, world):
     """A signed room_started is counted as processed, its replay as duplicate, and an

@@ -11,13 +11,13 @@ from django.test import Client
 
 from media_nodes import queueing
 from rooms.models import Room
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 from tests.test_metrics import parse, value
 from tests.test_placement import make_node
 from tests.workers import celery_worker
 from tests.workers import output as worker_output
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.integration]
+pytestmark = [requires_redis, pytest.mark.integration]
 
 
 def free_port() -> int:

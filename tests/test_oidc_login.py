@@ -17,9 +17,8 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from audit.services import audit_chain_verify
 from tests import oidc_helpers as h
-from tests.conftest import requires_postgres
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 JEANNE = "jeanne.martin@alpha.gouv.fr"
 PAUL = "paul.durand@bravo.gouv.fr"
 

@@ -17,7 +17,6 @@ from media_nodes.models import Allocation, MediaNode
 from media_nodes.placement import NoNodeAvailable
 from rooms.models import Room
 from rooms.services import room_create
-from tests.conftest import requires_postgres
 from tests.factories import AgentFactory, MinistryFactory
 
 pytestmark = pytest.mark.django_db
@@ -153,7 +152,6 @@ def test_residency_tags_and_no_node_alert(world):
     assert allocation_place(room_id=room.pk).node_id == qualified.pk
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_placements_spread_and_never_overbook(world):
     """200 rooms placed by 16 threads at once on 5 nodes: one allocation per room, no

@@ -4,7 +4,7 @@ per request, slots freed, nothing stranded (a dead drainer's rooms, a lost Redis
 import pytest
 
 from media_nodes import queueing
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 
 pytestmark = requires_redis
 
@@ -153,7 +153,6 @@ def test_a_transient_error_leaves_the_rest_in_flight(redis_clean):
     assert r.lrange(queueing.INFLIGHT.format(0), 0, -1) == [b"b||n2", b"c||n3"]
 
 
-@requires_postgres
 def test_placement_answers_the_rooms_request(world):
     """Placed, already live or refused: the request row is gone, so beat asks no more."""
     from media_nodes.allocations import allocation_place

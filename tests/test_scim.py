@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from licensing.models import LicencePool
 from scim.models import DirectoryGroup, DirectoryToken
 from scim.services import agents_erase_due, directory_token_issue
-from tests.conftest import client_as, requires_postgres
+from tests.conftest import client_as
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -554,7 +554,6 @@ def test_wrong_patch_and_unknown_routes(world, scim_a):
     assert huge.status_code == 413
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_directory_creations_never_overbook(world):
     """Eight directory requests at once against two free seats: exactly two win."""

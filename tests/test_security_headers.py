@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.security import content_security_policy
-from tests.conftest import client_as, requires_postgres, requires_redis
+from tests.conftest import client_as, requires_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -163,7 +163,6 @@ def test_production_settings_send_hsts_secure_cookies_and_referrer_policy():
 # -- In a real browser --------------------------------------------------------------------
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(
     not shutil.which(CHROMIUM) and os.environ.get("CI") != "true",

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_ENV = {
     "DEBUG": "0",
@@ -59,7 +61,7 @@ def test_refuses_to_start_on_the_demo_secret():
 
 
 def test_refuses_to_start_without_database_or_broker():
-    """With DEBUG off, the SQLite default and eager tasks are refused, each named."""
+    """With DEBUG off, the demo's embedded database and eager tasks are refused, each named."""
     env = dict(PRODUCTION_ENV)
     del env["DATABASE_URL"]
     del env["CELERY_BROKER_URL"]
@@ -73,3 +75,13 @@ def test_demo_starts_on_defaults_with_debug_on():
     """The demo needs nothing but DEBUG=1."""
     result = manage("check", DEBUG="1")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_refuses_a_database_other_than_postgresql(debug):
+    """PostgreSQL is the only database: another engine stops the process, demo or not,
+    instead of running on it."""
+    env = dict(PRODUCTION_ENV, DEBUG=debug, DATABASE_URL="mysql://root@127.0.0.1/controlplane")
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "DATABASE_URL must name a PostgreSQL database" in result.stderr

@@ -11,14 +11,13 @@ from django.utils import timezone
 
 from accounts.models import Ministry
 from rooms.models import MeetingSession, ParticipantSession
-from tests.conftest import requires_postgres
 from tests.factories import AgentFactory
 from tests.usage_rollup_definition import FIELDS, rollup_definition, stored_figures
 from tests.usage_scenes import at, meeting, stay
 from usage.models import DailyUsage, RollupState
 from usage.rollup import rollup_days, rollup_incremental
 
-pytestmark = [pytest.mark.django_db, requires_postgres]
+pytestmark = pytest.mark.django_db
 
 
 def rows(**filters) -> dict:

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rooms.models import MeetingSession, ParticipantSession
-from tests.conftest import requires_postgres
 from tests.factories import AgentFactory, MinistryFactory
 from tests.usage_rollup_definition import (
     day_bounds,
@@ -27,7 +26,7 @@ from tests.usage_rollup_definition import (
 )
 from usage.rollup import rollup_days, rollup_touched_days
 
-pytestmark = [pytest.mark.django_db, requires_postgres]
+pytestmark = pytest.mark.django_db
 
 WINDOW = 6  # days a world spans
 MINUTE, HOUR = 60_000_000, 3_600_000_000  # lengths and offsets are in microseconds

@@ -27,7 +27,6 @@ from media_nodes.allocations import allocation_live_get, allocation_place
 from media_nodes.models import Allocation, MediaNode
 from rooms.models import MeetingSession, ParticipantSession, WebhookReceipt
 from rooms.services import room_create
-from tests.conftest import requires_postgres
 
 URL = "/hooks/livekit/"
 
@@ -217,7 +216,6 @@ def test_room_finished_replay_releases_once(world):
     assert fresh(node).reserved_participants == room.expected_size
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_counted_once(world):
     """Eight simultaneous deliveries of one event: one applies it, seven see a duplicate."""
@@ -247,7 +245,6 @@ def test_concurrent_deliveries_counted_once(world):
     assert fresh(node).observed_participants == 1
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_joins_of_one_meeting(world):
     """Distinct participants joining at once: one meeting session, every join counted."""
@@ -450,7 +447,6 @@ def test_oversize_body_refused(world):
 # -- End to end with the node simulator -------------------------------------------------
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_simulated_node_end_to_end(world, live_server):
     """A simulated LiveKit node's own signed webhooks, replay included, drive a meeting

@@ -9,6 +9,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -18,6 +19,17 @@ from kombu import Connection
 from controlplane.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """The URL of the test database for a process started here: on the server's host and
+    port, or on its unix socket's directory (the embedded PostgreSQL)."""
+    db = connection.settings_dict
+    host = db["HOST"] or db["OPTIONS"].get("host", "")
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    if host.startswith("/"):
+        return f"postgres://{credentials}@/{db['NAME']}?host={quote(host, safe='/')}"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @contextmanager
@@ -33,11 +45,10 @@ def celery_worker(
     """Start a worker process on ``queues`` pointed at the test database; stop it after.
     Its output goes to a pipe read only at the end: keep ``loglevel`` quiet unless the
     test reads it."""
-    db = connection.settings_dict
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         **(env or {}),
     }

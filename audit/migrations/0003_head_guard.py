@@ -6,9 +6,9 @@ triggers disabled by the tables' owner (production runs as another role).
 
 from django.db import migrations
 
-from audit.triggers import execute_for_vendor
-
-POSTGRES_UP = """
+# One statement per item, run without parameters: the '%' belong to PL/pgSQL.
+POSTGRES_UP = [
+    """
 CREATE OR REPLACE FUNCTION audit_head_guard() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR NEW.sequence < OLD.sequence THEN
@@ -18,35 +18,19 @@ BEGIN
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;
+""",
+    """
 CREATE TRIGGER audit_head_forward_only
     BEFORE UPDATE OR DELETE ON audit_auditchainhead
     FOR EACH ROW EXECUTE FUNCTION audit_head_guard();
-"""
-POSTGRES_DOWN = """
-DROP TRIGGER IF EXISTS audit_head_forward_only ON audit_auditchainhead;
-DROP FUNCTION IF EXISTS audit_head_guard();
-"""
-SQLITE_UP = [
-    """CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_auditchainhead
-       BEGIN SELECT RAISE(ABORT, 'the audit chain head only moves forward'); END;""",
-    """CREATE TRIGGER audit_head_no_rewind BEFORE UPDATE ON audit_auditchainhead
-       WHEN NEW.sequence < OLD.sequence
-       BEGIN SELECT RAISE(ABORT, 'the audit chain head only moves forward'); END;""",
+""",
 ]
-SQLITE_DOWN = [
-    "DROP TRIGGER IF EXISTS audit_head_no_delete;",
-    "DROP TRIGGER IF EXISTS audit_head_no_rewind;",
+POSTGRES_DOWN = [
+    "DROP TRIGGER IF EXISTS audit_head_forward_only ON audit_auditchainhead;",
+    "DROP FUNCTION IF EXISTS audit_head_guard();",
 ]
-
-
-def install(apps, schema_editor):
-    execute_for_vendor(schema_editor, postgresql=POSTGRES_UP, sqlite=SQLITE_UP)
-
-
-def uninstall(apps, schema_editor):
-    execute_for_vendor(schema_editor, postgresql=POSTGRES_DOWN, sqlite=SQLITE_DOWN)
 
 
 class Migration(migrations.Migration):
     dependencies = [("audit", "0002_append_only")]
-    operations = [migrations.RunPython(install, uninstall)]
+    operations = [migrations.RunSQL(sql=POSTGRES_UP, reverse_sql=POSTGRES_DOWN)]

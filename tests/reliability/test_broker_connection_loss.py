@@ -17,7 +17,6 @@ from controlplane.celery import app
 from media_nodes import queueing
 from media_nodes.tasks import room_allocate_drain
 from rooms.models import Room
-from tests.conftest import requires_postgres
 from tests.reliability.processes import wait_for
 from tests.reliability.test_worker_killed import live, placement_waiting_on_a_lock, row_locked
 from tests.test_placement import make_node
@@ -100,7 +99,6 @@ def drain_asked(url: str, slot: int) -> None:
         room_allocate_drain.apply_async((slot,), connection=connection, ignore_result=True)
 
 
-@requires_postgres
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_running_a_task_when_redis_restarts_takes_work_again(world, private_redis):

@@ -14,10 +14,9 @@ import requests
 
 from audit.models import AuditEvent
 from tests import oidc_helpers as h
-from tests.conftest import requires_postgres
 from tests.oidc_fixtures import dev_idp_for, point_rp_at
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 JEANNE = "jeanne.martin@alpha.gouv.fr"
 
 

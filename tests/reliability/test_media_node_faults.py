@@ -14,11 +14,11 @@ from media_nodes import services
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.tasks import media_node_probe_all, room_allocate_task
 from rooms.models import Room
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 from tests.reliability.processes import wait_for
 from tests.workers import celery_worker
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.integration]
+pytestmark = [requires_redis, pytest.mark.integration]
 
 KEY, SECRET = "devkey", "integration-node-secret-".ljust(40, "i")
 DOWN, UP = 3, 3  # probes in a row before a node is down, and before it is back

@@ -11,13 +11,12 @@ import pytest
 
 from media_nodes.models import Allocation, MediaNode, PlacementRequest
 from rooms.models import Room
-from tests.conftest import requires_postgres
 from tests.factories import AgentFactory
 from tests.reliability.processes import agent_session, celery_beat, wait_for, web_server
 from tests.test_placement import make_node
 from tests.workers import celery_worker, errors, output
 
-pytestmark = [requires_postgres, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 ROOMS, AGENTS = 100, 6
 UNAVAILABLE = {

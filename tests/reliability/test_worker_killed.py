@@ -12,22 +12,19 @@ from controlplane.celery import app
 from media_nodes import queueing
 from media_nodes.models import Allocation, PlacementRequest
 from rooms.models import Room
-from tests.conftest import requires_postgres, requires_redis
+from tests.conftest import requires_redis
 from tests.reliability.processes import wait_for
 from tests.test_placement import make_node
-from tests.workers import celery_worker, kill_group, output
+from tests.workers import celery_worker, database_url, kill_group, output
 
-pytestmark = [requires_postgres, requires_redis, pytest.mark.integration]
+pytestmark = [requires_redis, pytest.mark.integration]
 
 
 @contextmanager
 def row_locked(room):
     """Hold the room's row lock from another database session: a placement of the
     room waits on it, inside its own transaction."""
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
-    ) as other:
+    with psycopg.connect(database_url()) as other:
         other.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room.pk])
         yield
         other.rollback()

@@ -3,12 +3,21 @@
 Every selector and service asks ``access_for(user)``: the caller's grants (or
 API token) become sets of ministry ids. A caller with nothing granted sees
 only themselves, so a forgotten rule fails closed.
+
+Public to other apps: ``access_for``, ``require_operator`` and ``require_admin``
+(audit, licensing, rooms, media_nodes, scim, usage and the console check their
+callers with them). This module sits at the bottom of the layers with
+``accounts.models``: it imports nothing from audit, licensing or any app above.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from uuid import UUID
+
+from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext as _
 
 from accounts.models import Role, RoleGrant
 
@@ -97,3 +106,34 @@ def access_for(user) -> Access:
         )
     user._access_cache = access
     return access
+
+
+class Acting(Protocol):
+    """What the guards read of a write's caller (``audit.actor.Actor`` has it; this
+    base module names the shape rather than import the audit app above it)."""
+
+    user: Any
+    is_system: bool
+
+
+def require_operator(actor: Acting) -> None:
+    """Refuse anyone but a platform operator (or the system itself).
+
+    Public: other apps' services (media_nodes, scim) call this guard.
+    """
+    if actor.is_system:
+        return
+    if not access_for(actor.user).operator:
+        raise PermissionDenied(_("Only platform operators may do this."))
+
+
+def require_admin(actor: Acting, ministry_id: UUID | None) -> None:
+    """Refuse anyone but an admin of ``ministry_id``, an operator, or the system.
+
+    Public: other apps' services (scim) call this guard.
+    """
+    if actor.is_system:
+        return
+    access = access_for(actor.user)
+    if not access.can_admin(ministry_id):
+        raise PermissionDenied(_("Only this ministry's admins or an operator may do this."))

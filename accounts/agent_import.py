@@ -345,11 +345,11 @@ def agent_import_apply(
 
     Seats for new and returning agents are reserved first, under the pool's lock.
     """
-    from accounts.services import _require_admin
+    from accounts.access import require_admin
     from licensing.services import seat_reserve
 
     ministry = plan.ministry
-    _require_admin(actor, ministry.pk)
+    require_admin(actor, ministry.pk)
     creates = [r for r in plan.rows if r.action == "create"]
     updates = [r for r in plan.rows if r.action == "update"]
     deactivations = [r for r in plan.rows if r.action == "deactivate"]

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.access import access_for
+from accounts.access import access_for, require_admin, require_operator
 from accounts.identifiers import validate_email_domain, validate_siren, validate_siret
 from accounts.models import (
     TOKEN_ROLE_CHOICES,
@@ -39,26 +39,11 @@ from licensing.services import NoFreeSeat, seat_reserve
 TOKEN_PREFIX = "vcp"
 
 
-def _require_operator(actor: Actor) -> None:
-    if actor.is_system:
-        return
-    if not access_for(actor.user).operator:
-        raise PermissionDenied(_("Only platform operators may do this."))
-
-
-def _require_admin(actor: Actor, ministry_id) -> None:
-    if actor.is_system:
-        return
-    access = access_for(actor.user)
-    if not access.can_admin(ministry_id):
-        raise PermissionDenied(_("Only this ministry's admins or an operator may do this."))
-
-
 def _require_agent_admin(actor: Actor, agent: Agent) -> None:
     """A ministry admin manages their ministry's agents, but not one who holds a role
     beyond that ministry (an operator, a national auditor, another ministry's admin):
     only operators change those."""
-    _require_admin(actor, agent.ministry_id)
+    require_admin(actor, agent.ministry_id)
     access = access_for(actor.user)
     if actor.is_system or access.operator:
         return
@@ -295,7 +280,7 @@ def ministry_create(
     **fields,
 ) -> Ministry:
     """Onboard a ministry (operators only), with its rollout goal and milestones."""
-    _require_operator(actor)
+    require_operator(actor)
     try:
         validate_siren(siren)
     except ValidationError as exc:
@@ -358,7 +343,7 @@ def ministry_update(
 ) -> Ministry:
     """Change a ministry's settings, identifiers, rollout goal and milestones
     (operators only); milestones, when given, replace the ministry's."""
-    _require_operator(actor)
+    require_operator(actor)
     ministry = Ministry.objects.select_for_update().get(pk=ministry.pk)
     if "state" in fields:
         _check_state_move(ministry.state, fields["state"])
@@ -450,7 +435,7 @@ def agent_create(
 ) -> Agent:
     """Provision an agent in a ministry (its admins, or an operator). An active agent
     takes a seat; one created inactive (a directory may push leavers) takes none."""
-    _require_admin(actor, ministry.pk)
+    require_admin(actor, ministry.pk)
     email = _check_agent_email(ministry, email)
     _check_external_id(ministry, fields.get("external_id", ""))
     if is_active:
@@ -564,15 +549,15 @@ def _check_grant_rights(actor: Actor, role: str, ministry: Ministry | None) -> N
     if access.via_token:
         raise PermissionDenied(_("API tokens cannot grant roles."))
     if role == Role.OPERATOR:
-        _require_operator(actor)
+        require_operator(actor)
         if ministry is not None:
             raise ValidationError({"ministry": _("The operator role is national.")})
     elif role == Role.MINISTRY_ADMIN and ministry is None:
         raise ValidationError({"ministry": _("A ministry admin role needs a ministry.")})
     elif ministry is None:
-        _require_operator(actor)  # a national auditor
+        require_operator(actor)  # a national auditor
     if ministry is not None:
-        _require_admin(actor, ministry.pk)
+        require_admin(actor, ministry.pk)
 
 
 @transaction.atomic
@@ -640,9 +625,9 @@ def role_grant_delete(*, actor: Actor, grant: RoleGrant) -> None:
     if access.via_token:
         raise PermissionDenied(_("API tokens cannot withdraw roles."))
     if grant.role == Role.OPERATOR or grant.ministry_id is None:
-        _require_operator(actor)
+        require_operator(actor)
     else:
-        _require_admin(actor, grant.ministry_id)
+        require_admin(actor, grant.ministry_id)
     audit_record(
         actor=actor,
         action="role_grant.delete",
@@ -665,7 +650,7 @@ def api_token_create(
     access = access_for(actor.user)
     if access.via_token:
         raise PermissionDenied(_("API tokens cannot create API tokens."))
-    _require_admin(actor, ministry.pk)
+    require_admin(actor, ministry.pk)
     if role not in dict(TOKEN_ROLE_CHOICES):
         raise ValidationError({"role": _("A token's role is ministry_admin or auditor.")})
     days = expires_in_days or settings.API_TOKEN_DEFAULT_DAYS
@@ -706,7 +691,7 @@ def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
         if actor.token.pk != token.pk:
             raise PermissionDenied(_("An API token can only revoke itself."))
     else:
-        _require_admin(actor, token.ministry_id)
+        require_admin(actor, token.ministry_id)
     updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
@@ -1000,7 +985,7 @@ def agent_import_job_create(
     """Queue a CSV import (a preview unless ``apply``); the task starts after commit."""
     from accounts.tasks import agent_import_job_run
 
-    _require_admin(actor, ministry.pk)
+    require_admin(actor, ministry.pk)
     if len(content) > settings.AGENT_IMPORT_MAX_BYTES:
         raise ValidationError(
             {

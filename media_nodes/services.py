@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import _require_operator
+from accounts.access import require_operator
 from audit.actor import Actor
 from audit.services import audit_record
 from media_nodes import crypto, metrics
@@ -47,7 +47,7 @@ def node_add(
     check: bool = True,
 ) -> MediaNode:
     """Register a node after checking its credentials against its API (ListRooms)."""
-    _require_operator(actor)
+    require_operator(actor)
     if MediaNode.objects.filter(name=name).exists():
         raise ValidationError({"name": _("A node with this name already exists.")})
     if len(api_secret or "") < 32:
@@ -95,7 +95,7 @@ def node_set_state(
 ) -> MediaNode:
     """Cordon (no new rooms, live ones stay), drain (no new rooms; released when empty,
     its rooms moved at the deadline), or enable again."""
-    _require_operator(actor)
+    require_operator(actor)
     if state not in MediaNode.State.values:
         raise ValidationError({"state": _("Unknown state.")})
     node = MediaNode.objects.select_for_update().get(pk=node.pk)
@@ -119,7 +119,7 @@ def node_set_state(
 @transaction.atomic
 def node_remove(*, actor: Actor, node: MediaNode) -> None:
     """Remove a node; refused while it hosts live rooms (drain it first)."""
-    _require_operator(actor)
+    require_operator(actor)
     node = MediaNode.objects.select_for_update().get(pk=node.pk)
     live = Allocation.objects.filter(node=node, closed_at__isnull=True).count()
     if live:
@@ -139,7 +139,7 @@ def node_secrets_reencrypt(*, actor: Actor) -> int:
     """Encrypt every node's API secret again with the newest MEDIA_NODE_SECRET_KEYS key
     (the last step of a key rotation); returns how many were. All or nothing: a secret
     that no listed key opens stops the whole run."""
-    _require_operator(actor)
+    require_operator(actor)
     nodes = list(MediaNode.objects.select_for_update().order_by("name"))
     for node in nodes:
         try:

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import services as agents
+from accounts.access import require_admin
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from audit.services import audit_record
@@ -57,7 +58,7 @@ class Conflict(errors.Conflict):
 def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[DirectoryToken, str]:
     """Issue the ministry's directory token, revoking the previous one. Returns the row
     and the clear token, which is shown once and never stored."""
-    agents._require_admin(actor, ministry.pk)
+    require_admin(actor, ministry.pk)
     if actor.token is not None:
         raise PermissionDenied("Tokens cannot issue directory tokens.")
     now = timezone.now()
@@ -94,7 +95,7 @@ def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[Director
 @transaction.atomic
 def directory_token_revoke(*, actor: Actor, token: DirectoryToken) -> DirectoryToken:
     """Stop a directory's access at once (its sync stops until a new token is issued)."""
-    agents._require_admin(actor, token.ministry_id)
+    require_admin(actor, token.ministry_id)
     token = DirectoryToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
@@ -282,7 +283,7 @@ def _check_group_unique(ministry, external_id: str, exclude_pk=None) -> None:
 def group_create(
     *, actor: Actor, ministry: Ministry, display_name: str, external_id: str, members: list
 ) -> DirectoryGroup:
-    agents._require_admin(actor, ministry.pk)
+    require_admin(actor, ministry.pk)
     _check_group_unique(ministry, external_id)
     found = _members(ministry, members)
     group = DirectoryGroup.objects.create(
@@ -303,7 +304,7 @@ def group_create(
 def group_replace(
     *, actor: Actor, group: DirectoryGroup, display_name: str, external_id: str, members: list
 ) -> DirectoryGroup:
-    agents._require_admin(actor, group.ministry_id)
+    require_admin(actor, group.ministry_id)
     group = DirectoryGroup.objects.select_for_update().get(pk=group.pk)
     _check_group_unique(group.ministry, external_id, exclude_pk=group.pk)
     found = _members(group.ministry, members)
@@ -331,7 +332,7 @@ def group_replace(
 
 @transaction.atomic
 def group_delete(*, actor: Actor, group: DirectoryGroup) -> None:
-    agents._require_admin(actor, group.ministry_id)
+    require_admin(actor, group.ministry_id)
     audit_record(
         actor=actor,
         action="directory_group.delete",

@@ -15,12 +15,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.identifiers import validate_siren
+from accounts.ministries import ministry_identifiers_check, residency_tags_clean, rollout_goal_clean
 from accounts.models import Ministry
-from accounts.services import (
-    ministry_identifiers_check,
-    residency_tags_clean,
-    rollout_goal_clean,
-)
 
 SESSION_KEY = "ministry_onboarding"
 MILESTONE_ROWS = 5

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import selectors, services
 from accounts.access import access_for
+from accounts.ministries import STATE_MOVES, ministry_update
 from accounts.models import Agent, AgentImportJob, Ministry
 from audit.actor import Actor
 from console import onboarding as onboarding_steps
@@ -278,7 +279,7 @@ def ministry_detail(request, code):
         moves = [
             (state, labels[state])
             for state in Ministry.State.values
-            if state in services.STATE_MOVES.get(ministry.state, set())
+            if state in STATE_MOVES.get(ministry.state, set())
         ]
     return render(
         request,
@@ -315,7 +316,7 @@ def ministry_state(request, code):
     """Move a ministry along its rollout, or suspend or resume it (operators only)."""
     ministry = _readable_ministry_or_404(request, code)
     try:
-        services.ministry_update(
+        ministry_update(
             actor=Actor.from_request(request),
             ministry=ministry,
             state=request.POST.get("state", ""),

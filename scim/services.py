@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts import services as agents
 from accounts.access import require_admin
+from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from audit.services import audit_record
@@ -135,7 +136,7 @@ def directory_token_authenticate(clear: str) -> DirectoryToken:
 def _check_unique(ministry: Ministry, data: AgentData, exclude_pk=None) -> None:
     # The domain rule first: an address outside the ministry's domains is refused
     # without telling whether someone elsewhere holds it.
-    agents._check_email_domain(ministry, data.email)
+    email_domain_check(ministry, data.email)
     clash = Agent.objects.filter(email=data.email)
     if exclude_pk:
         clash = clash.exclude(pk=exclude_pk)

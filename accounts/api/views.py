@@ -29,6 +29,7 @@ from accounts.api.serializers import (
     OnboardingSerializer,
     RoleGrantSerializer,
 )
+from accounts.ministries import ministry_create, ministry_update
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from controlplane.api import SLUG_LOOKUP, TOO_MANY_TOKENS, TokenIssueThrottle
@@ -54,12 +55,12 @@ class MinistryViewSet(
         return MinistrySerializer
 
     def perform_create(self, serializer):
-        serializer.instance = services.ministry_create(
+        serializer.instance = ministry_create(
             actor=Actor.from_request(self.request), **serializer.validated_data
         )
 
     def perform_update(self, serializer):
-        serializer.instance = services.ministry_update(
+        serializer.instance = ministry_update(
             actor=Actor.from_request(self.request),
             ministry=serializer.instance,
             **serializer.validated_data,

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import services
+from accounts.ministries import ministry_create
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from licensing.services import licence_pool_create
@@ -141,7 +142,7 @@ class Command(BaseCommand):
         ministries = {m.code: m for m in Ministry.objects.all()}
         for spec in MINISTRIES:
             if spec["code"] not in ministries:
-                ministries[spec["code"]] = services.ministry_create(actor=actor, **spec)
+                ministries[spec["code"]] = ministry_create(actor=actor, **spec)
             ministry = ministries[spec["code"]]
             if not ministry.licence_pools.exists():
                 licence_pool_create(

@@ -6,8 +6,6 @@ an audit event in the same transaction: a refused or failed write leaves nothing
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,7 +17,6 @@ from django.utils.translation import gettext as _
 from accounts.access import access_for, require_admin, require_operator
 from accounts.ministries import email_domain_check, ministry_create
 from accounts.models import (
-    TOKEN_ROLE_CHOICES,
     Agent,
     AgentImportJob,
     ApiToken,
@@ -31,8 +28,6 @@ from accounts.models import (
 from audit.actor import Actor
 from audit.services import audit_record
 from licensing.services import NoFreeSeat, seat_reserve
-
-TOKEN_PREFIX = "vcp"
 
 
 def _require_agent_admin(actor: Actor, agent: Agent) -> None:
@@ -285,97 +280,6 @@ def role_grant_delete(*, actor: Actor, grant: RoleGrant) -> None:
         data={"agent": grant.agent.email, "role": grant.role},
     )
     grant.delete()
-
-
-def _token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@transaction.atomic
-def api_token_create(
-    *, actor: Actor, ministry: Ministry, role: str, name: str, expires_in_days: int | None = None
-) -> tuple[ApiToken, str]:
-    """Create a token for a ministry's automation; returns it with its only clear copy."""
-    access = access_for(actor.user)
-    if access.via_token:
-        raise PermissionDenied(_("API tokens cannot create API tokens."))
-    require_admin(actor, ministry.pk)
-    if role not in dict(TOKEN_ROLE_CHOICES):
-        raise ValidationError({"role": _("A token's role is ministry_admin or auditor.")})
-    days = expires_in_days or settings.API_TOKEN_DEFAULT_DAYS
-    if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
-        raise ValidationError(
-            {
-                "expires_in_days": _("Between 1 and %(max)d days.")
-                % {"max": settings.API_TOKEN_MAX_DAYS}
-            }
-        )
-    prefix = secrets.token_hex(4)
-    clear = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    token = ApiToken(
-        name=name,
-        ministry=ministry,
-        role=role,
-        prefix=prefix,
-        digest=_token_digest(clear),
-        created_by=actor.agent,
-        expires_at=timezone.now() + timedelta(days=days),
-    )
-    token.save(force_insert=True)
-    audit_record(
-        actor=actor,
-        action="api_token.create",
-        target=token,
-        ministry_id=ministry.pk,
-        data={"name": name, "role": role, "prefix": prefix, "days": days},
-    )
-    return token, clear
-
-
-@transaction.atomic
-def api_token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
-    """Revoke a token at once; it stays listed for the record."""
-    access = access_for(actor.user)
-    if access.via_token:
-        if actor.token.pk != token.pk:
-            raise PermissionDenied(_("An API token can only revoke itself."))
-    else:
-        require_admin(actor, token.ministry_id)
-    updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
-    token.refresh_from_db()
-    if updated:
-        audit_record(
-            actor=actor,
-            action="api_token.revoke",
-            target=token,
-            ministry_id=token.ministry_id,
-            data={"prefix": token.prefix},
-        )
-    return token
-
-
-def api_token_authenticate(*, clear: str) -> ApiToken:
-    """Find the usable token matching a presented secret, or say precisely why not."""
-    parts = clear.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 8 or len(parts[2]) < 32:
-        raise ValueError(_("Malformed API token."))
-    token = ApiToken.objects.select_related("ministry").filter(digest=_token_digest(clear)).first()
-    if token is None:
-        raise ValueError(_("Unknown API token."))
-    if token.revoked_at is not None:
-        raise ValueError(_("This API token has been revoked."))
-    now = timezone.now()
-    if token.expires_at <= now:
-        raise ValueError(_("This API token has expired."))
-    if token.ministry.state == Ministry.State.SUSPENDED:
-        raise ValueError(_("This ministry is suspended."))
-    # Record use at most once a minute: one conditional UPDATE, no write per request.
-    ApiToken.objects.filter(pk=token.pk).exclude(
-        last_used_at__gt=now - timedelta(minutes=1)
-    ).update(last_used_at=now)
-    return token
 
 
 @transaction.atomic

@@ -19,6 +19,7 @@ from accounts import services as agents
 from accounts.access import require_admin
 from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry
+from accounts.tokens import token_digest
 from audit.actor import Actor
 from audit.services import audit_record
 from controlplane import errors
@@ -80,7 +81,7 @@ def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[Director
     token = DirectoryToken.objects.create(
         ministry=ministry,
         prefix=clear[: len(TOKEN_PREFIX) + 9],
-        digest=agents._token_digest(clear),
+        digest=token_digest(clear),
         created_by=actor.agent,
     )
     audit_record(
@@ -117,7 +118,7 @@ def directory_token_authenticate(clear: str) -> DirectoryToken:
         raise ValueError("Unknown directory token.")
     token = (
         DirectoryToken.objects.select_related("ministry")
-        .filter(digest=agents._token_digest(clear), revoked_at__isnull=True)
+        .filter(digest=token_digest(clear), revoked_at__isnull=True)
         .first()
     )
     if token is None:

@@ -8,7 +8,7 @@ from django.utils import translation
 from rest_framework.test import APIClient
 
 from accounts.models import Role
-from accounts.services import api_token_create
+from accounts.tokens import api_token_create
 from audit.actor import Actor
 from controlplane.celery import app as celery_app
 from tests.factories import AgentFactory, MinistryFactory, grant

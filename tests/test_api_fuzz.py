@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import AgentImportJob, ApiToken, RoleGrant
-from accounts.services import agent_import_job_create, api_token_create
+from accounts.services import agent_import_job_create
+from accounts.tokens import api_token_create
 from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool

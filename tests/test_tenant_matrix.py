@@ -35,7 +35,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import Agent, AgentImportJob, ApiToken, Ministry, RoleGrant
-from accounts.services import agent_import_job_create, api_token_create
+from accounts.services import agent_import_job_create
+from accounts.tokens import api_token_create
 from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool

@@ -3,7 +3,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from accounts.services import api_token_authenticate
+from accounts.tokens import api_token_authenticate
 
 
 class ApiTokenPrincipal:

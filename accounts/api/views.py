@@ -31,6 +31,7 @@ from accounts.api.serializers import (
 )
 from accounts.ministries import ministry_create, ministry_update
 from accounts.models import Agent, Ministry
+from accounts.tokens import api_token_create, api_token_revoke
 from audit.actor import Actor
 from controlplane.api import SLUG_LOOKUP, TOO_MANY_TOKENS, TokenIssueThrottle
 
@@ -186,18 +187,14 @@ class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
             data=request.data, ministries=selectors.ministry_administrable(user=request.user)
         )
         data.is_valid(raise_exception=True)
-        token, clear = services.api_token_create(
-            actor=Actor.from_request(request), **data.validated_data
-        )
+        token, clear = api_token_create(actor=Actor.from_request(request), **data.validated_data)
         token.token = clear
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: ApiTokenSerializer})
     def destroy(self, request, pk=None):
         """Revoke the token (it stays listed, with its revocation date)."""
-        token = services.api_token_revoke(
-            actor=Actor.from_request(request), token=self.get_object()
-        )
+        token = api_token_revoke(actor=Actor.from_request(request), token=self.get_object())
         return Response(ApiTokenSerializer(token).data)
 
 

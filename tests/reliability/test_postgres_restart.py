@@ -35,7 +35,7 @@ SEED = """
 import json
 from django.test import Client
 from accounts.models import Role
-from accounts.services import api_token_create
+from accounts.tokens import api_token_create
 from audit.actor import Actor
 from rooms.models import Room
 from tests.factories import AgentFactory, MinistryFactory, grant

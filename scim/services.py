@@ -15,8 +15,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import services as agents
 from accounts.access import require_admin
+from accounts.agents import agent_create, agent_deactivate, agent_reactivate, agent_update
 from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry
 from accounts.tokens import token_digest
@@ -172,7 +172,7 @@ def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
         returning.refresh_from_db()
         return user_replace(actor=actor, agent=returning, data=data)
     _check_unique(ministry, data)
-    return agents.agent_create(
+    return agent_create(
         actor=actor,
         ministry=ministry,
         email=data.email,
@@ -187,15 +187,15 @@ def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
     _check_unique(agent.ministry, data, exclude_pk=agent.pk)
     # Leaving first frees a seat before anything else could need it.
     if data.active is False and agent.is_active:
-        agents.agent_deactivate(actor=actor, agent=agent)
+        agent_deactivate(actor=actor, agent=agent)
     changes = data.fields()
     if data.email != agent.email:
         changes["email"] = data.email
     current = {name: getattr(agent, name) for name in changes}
     if current != changes:
-        agents.agent_update(actor=actor, agent=agent, **changes)
+        agent_update(actor=actor, agent=agent, **changes)
     if data.active is True and not agent.is_active:
-        agents.agent_reactivate(actor=actor, agent=agent)
+        agent_reactivate(actor=actor, agent=agent)
     agent.refresh_from_db()
     return agent
 
@@ -204,7 +204,7 @@ def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
 def user_delete(*, actor: Actor, agent: Agent) -> Agent:
     """DELETE from the directory: the agent is deactivated at once (seat freed, sessions
     ended) and their personal data is erased after the ministry's retention period."""
-    agents.agent_deactivate(actor=actor, agent=agent)
+    agent_deactivate(actor=actor, agent=agent)
     erase_after = timezone.now() + timedelta(days=agent.ministry.retention_days)
     Agent.objects.filter(pk=agent.pk).update(erase_after=erase_after)
     DirectoryGroup.members.through.objects.filter(agent_id=agent.pk).delete()

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from accounts import services
+from accounts.agents import agent_create
 from audit.actor import Actor
 from audit.models import AuditChainHead, AuditEvent
 from audit.services import GENESIS_HASH, audit_chain_verify, audit_record
@@ -162,9 +162,7 @@ def test_concurrent_writers_keep_one_chain():
 def test_write_services_record_who_what_and_where(world):
     """A service call leaves an event naming the actor, the object and the address."""
     actor = Actor(user=world.admin_a, ip="192.0.2.10", label=world.admin_a.email)
-    agent = services.agent_create(
-        actor=actor, ministry=world.a, email=f"new@{world.a.code}.gouv.fr"
-    )
+    agent = agent_create(actor=actor, ministry=world.a, email=f"new@{world.a.code}.gouv.fr")
     event = AuditEvent.objects.get(action="agent.create")
     assert event.actor_id == world.admin_a.pk
     assert event.actor_label == world.admin_a.email

@@ -8,8 +8,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 
+from accounts.agents import agent_create
 from accounts.models import Agent
-from accounts.services import agent_create
 from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool

@@ -15,6 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import selectors, services
+from accounts.agents import agent_create, agent_deactivate, agent_reactivate, agent_update
 from accounts.api.serializers import (
     AgentCreateSerializer,
     AgentImportJobCreateSerializer,
@@ -110,7 +111,7 @@ class AgentViewSet(viewsets.ReadOnlyModelViewSet):
             data=request.data, ministries=selectors.ministry_administrable(user=request.user)
         )
         data.is_valid(raise_exception=True)
-        agent = services.agent_create(actor=Actor.from_request(request), **data.validated_data)
+        agent = agent_create(actor=Actor.from_request(request), **data.validated_data)
         return Response(self.get_serializer(agent).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
@@ -118,27 +119,21 @@ class AgentViewSet(viewsets.ReadOnlyModelViewSet):
         agent = self.get_object()
         data = AgentUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        agent = services.agent_update(
-            actor=Actor.from_request(request), agent=agent, **data.validated_data
-        )
+        agent = agent_update(actor=Actor.from_request(request), agent=agent, **data.validated_data)
         return Response(self.get_serializer(agent).data)
 
     @extend_schema(request=None, responses=AgentSerializer)
     @action(detail=True, methods=["post"])
     def deactivate(self, request, pk=None):
         """Deactivate the agent: no more logins, open sessions end."""
-        agent = services.agent_deactivate(
-            actor=Actor.from_request(request), agent=self.get_object()
-        )
+        agent = agent_deactivate(actor=Actor.from_request(request), agent=self.get_object())
         return Response(self.get_serializer(agent).data)
 
     @extend_schema(request=None, responses=AgentSerializer)
     @action(detail=True, methods=["post"])
     def reactivate(self, request, pk=None):
         """Give a deactivated agent their access back."""
-        agent = services.agent_reactivate(
-            actor=Actor.from_request(request), agent=self.get_object()
-        )
+        agent = agent_reactivate(actor=Actor.from_request(request), agent=self.get_object())
         return Response(self.get_serializer(agent).data)
 
 

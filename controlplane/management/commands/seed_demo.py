@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import services
+from accounts.agents import agent_create
 from accounts.ministries import ministry_create
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
@@ -162,7 +163,7 @@ class Command(BaseCommand):
                         email, given_name=given, usual_name=usual, organizational_unit=unit
                     )
                 else:
-                    agent = services.agent_create(
+                    agent = agent_create(
                         actor=actor,
                         ministry=ministries[code],
                         email=email,

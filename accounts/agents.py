@@ -1,0 +1,176 @@
+"""Writes on agents: provisioning, directory attributes, leaving and coming back.
+
+A ministry's admins (or an operator) manage its agents; an agent who holds roles
+beyond that ministry is managed by operators only. An active agent holds a seat
+(``licensing.services.seat_reserve``). The API, the console and scim call these.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.access import access_for, require_admin
+from accounts.ministries import email_domain_check
+from accounts.models import Agent, ApiToken, Ministry, RoleGrant
+from audit.actor import Actor
+from audit.services import audit_record
+from licensing.services import seat_reserve
+
+
+def _require_agent_admin(actor: Actor, agent: Agent) -> None:
+    """A ministry admin manages their ministry's agents, but not one who holds a role
+    beyond that ministry (an operator, a national auditor, another ministry's admin):
+    only operators change those."""
+    require_admin(actor, agent.ministry_id)
+    access = access_for(actor.user)
+    if actor.is_system or access.operator:
+        return
+    if RoleGrant.objects.filter(agent=agent).exclude(ministry_id__in=access.admin_of).exists():
+        raise PermissionDenied(
+            _(
+                "This agent holds roles beyond your ministry: only an "
+                "operator may change their account."
+            )
+        )
+
+
+AGENT_FIELDS = ("given_name", "usual_name", "external_id", "organizational_unit")
+
+
+def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
+    email = (email or "").strip().lower()
+    email_domain_check(ministry, email)
+    clash = Agent.objects.filter(email__iexact=email)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"email": _("An agent with this email already exists.")})
+    return email
+
+
+def _check_external_id(ministry: Ministry, external_id: str, exclude_pk=None) -> None:
+    if not external_id:
+        return
+    clash = Agent.objects.filter(ministry=ministry, external_id=external_id)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError(
+            {"external_id": _("Another agent of this ministry has this directory identifier.")}
+        )
+
+
+@transaction.atomic
+def agent_create(
+    *, actor: Actor, ministry: Ministry, email: str, is_active: bool = True, **fields
+) -> Agent:
+    """Provision an agent in a ministry (its admins, or an operator). An active agent
+    takes a seat; one created inactive (a directory may push leavers) takes none."""
+    require_admin(actor, ministry.pk)
+    email = _check_agent_email(ministry, email)
+    _check_external_id(ministry, fields.get("external_id", ""))
+    if is_active:
+        seat_reserve(ministry=ministry)
+    agent = Agent(
+        email=email,
+        ministry=ministry,
+        is_active=is_active,
+        deactivated_at=None if is_active else timezone.now(),
+        **{k: v for k, v in fields.items() if k in AGENT_FIELDS},
+    )
+    agent.set_unusable_password()
+    try:
+        with transaction.atomic():
+            agent.save(force_insert=True)
+    except IntegrityError as exc:
+        raise ValidationError({"email": _("An agent with this email already exists.")}) from exc
+    audit_record(
+        actor=actor,
+        action="agent.create",
+        target=agent,
+        ministry_id=ministry.pk,
+        data={"email": email, "is_active": is_active, **fields},
+    )
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
+    """Change an agent's directory attributes or email (its ministry's admins)."""
+    agent = (
+        Agent.objects.select_for_update(of=("self",)).select_related("ministry").get(pk=agent.pk)
+    )
+    _require_agent_admin(actor, agent)
+    if "email" in fields:
+        fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
+    if "external_id" in fields:
+        _check_external_id(agent.ministry, fields["external_id"], exclude_pk=agent.pk)
+    changes = {}
+    for name, value in fields.items():
+        if name not in (*AGENT_FIELDS, "email"):
+            raise ValueError(f"unknown agent field: {name}")
+        if getattr(agent, name) != value:
+            changes[name] = {"from": getattr(agent, name), "to": value}
+            setattr(agent, name, value)
+    agent.save()
+    audit_record(
+        actor=actor,
+        action="agent.update",
+        target=agent,
+        ministry_id=agent.ministry_id,
+        data=changes,
+    )
+    return agent
+
+
+@transaction.atomic
+def agent_deactivate(*, actor: Actor, agent: Agent) -> Agent:
+    """Deactivate a leaver: they can no longer log in and their sessions stop at once.
+
+    Authentication backends refuse inactive agents on every request, so an open
+    session is worthless from the next request on.
+    """
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    _require_agent_admin(actor, agent)
+    if actor.agent is not None and actor.agent.pk == agent.pk:
+        raise ValidationError({"agent": _("You cannot deactivate your own account.")})
+    if not agent.is_active:
+        return agent
+    agent.is_active = False
+    agent.deactivated_at = timezone.now()
+    agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
+    audit_record(
+        actor=actor, action="agent.deactivate", target=agent, ministry_id=agent.ministry_id
+    )
+    # A leaver's automation leaves with them.
+    for token in ApiToken.objects.filter(created_by=agent, revoked_at__isnull=True):
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=agent.deactivated_at)
+        audit_record(
+            actor=actor,
+            action="api_token.revoke",
+            target=token,
+            ministry_id=token.ministry_id,
+            data={"prefix": token.prefix, "reason": "creator deactivated"},
+        )
+    return agent
+
+
+@transaction.atomic
+def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
+    """Give a deactivated agent their access back."""
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    _require_agent_admin(actor, agent)
+    if agent.is_active:
+        return agent
+    if agent.ministry_id is not None:
+        seat_reserve(ministry=agent.ministry)
+    agent.is_active = True
+    agent.deactivated_at = None
+    agent.save(update_fields=["is_active", "deactivated_at", "updated_at"])
+    audit_record(
+        actor=actor, action="agent.reactivate", target=agent, ministry_id=agent.ministry_id
+    )
+    return agent

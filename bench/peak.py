@@ -172,7 +172,7 @@ SEED = """
 import json, sys, uuid, datetime
 from django.utils import timezone
 from accounts.models import Agent, Ministry, MinistryDomain, MinistrySiret
-from accounts.services import operator_bootstrap
+from accounts.grants import operator_bootstrap
 from audit.actor import Actor
 from controlplane.celery import app
 from media_nodes import queueing

@@ -11,9 +11,9 @@ import pytest
 from django.contrib.sessions.models import Session
 
 from accounts.agents import agent_deactivate
+from accounts.grants import role_grant_invite
 from accounts.models import Agent, RoleGrant
 from accounts.oidc import provider
-from accounts.services import role_grant_invite
 from audit.actor import Actor
 from audit.models import AuditEvent
 from audit.services import audit_chain_verify

@@ -30,6 +30,7 @@ from accounts.api.serializers import (
     OnboardingSerializer,
     RoleGrantSerializer,
 )
+from accounts.grants import role_grant_create, role_grant_delete
 from accounts.ministries import ministry_create, ministry_update
 from accounts.models import Agent, Ministry
 from accounts.tokens import api_token_create, api_token_revoke
@@ -155,12 +156,12 @@ class RoleGrantViewSet(
         return super().get_serializer(*args, **kwargs)
 
     def perform_create(self, serializer):
-        serializer.instance = services.role_grant_create(
+        serializer.instance = role_grant_create(
             actor=Actor.from_request(self.request), **serializer.validated_data
         )
 
     def perform_destroy(self, instance):
-        services.role_grant_delete(actor=Actor.from_request(self.request), grant=instance)
+        role_grant_delete(actor=Actor.from_request(self.request), grant=instance)
 
 
 class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from accounts.services import operator_bootstrap
+from accounts.grants import operator_bootstrap
 from audit.actor import Actor
 
 

@@ -11,8 +11,8 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts import services
 from accounts.agents import agent_create
+from accounts.grants import operator_bootstrap, role_grant_create
 from accounts.ministries import ministry_create
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
@@ -133,7 +133,7 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, **options):
         email, given, usual = PEOPLE[0][:3]
-        operator = services.operator_bootstrap(
+        operator = operator_bootstrap(
             actor=Actor.system("manage.py seed_demo"),
             email=email,
             given_name=given,
@@ -174,9 +174,7 @@ class Command(BaseCommand):
             for role, scope in grants:
                 ministry = ministries[scope] if scope else None
                 if not agent.grants.filter(role=role, ministry=ministry).exists():
-                    services.role_grant_create(
-                        actor=actor, agent=agent, role=role, ministry=ministry
-                    )
+                    role_grant_create(actor=actor, agent=agent, role=role, ministry=ministry)
         for name, url, region, tags in DEMO_NODES:
             if not MediaNode.objects.filter(name=name).exists():
                 # Not checked against the node: the demo may be seeded before they run.

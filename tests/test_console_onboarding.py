@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 import licensing.services
+from accounts.login import agent_login
 from accounts.models import Agent, AgentImportJob, Ministry, MinistryDomain, PendingRoleGrant
-from accounts.services import agent_login
 from audit.models import AuditEvent
 from licensing.models import LicencePool
 

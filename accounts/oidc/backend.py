@@ -5,8 +5,8 @@ from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import absolutify
 
+from accounts.login import agent_login
 from accounts.oidc import provider
-from accounts.services import agent_login
 from audit.actor import client_ip
 
 

@@ -12,12 +12,9 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from accounts.access import require_admin
-from accounts.grants import role_grant_invite
-from accounts.ministries import ministry_create
 from accounts.models import (
     AgentImportJob,
     Ministry,
-    Role,
 )
 from audit.actor import Actor
 from audit.services import audit_record
@@ -72,26 +69,3 @@ def agent_import_job_create(
     )
     transaction.on_commit(lambda: agent_import_job_run.delay(str(job.pk)))
     return job
-
-
-@transaction.atomic
-def ministry_onboard(
-    *, actor: Actor, admins: list[str] = (), licence_pool: dict | None = None, **ministry
-) -> Ministry:
-    """Onboard a ministry in one go: identity, identifiers, rollout goal with milestones,
-    residency tags, seats and first admins named by email (they get their role at first
-    login). All of it, or nothing."""
-    from licensing.services import licence_pool_create
-
-    created = ministry_create(actor=actor, **ministry)
-    if licence_pool is not None:
-        try:
-            licence_pool_create(actor=actor, ministry=created, **licence_pool)
-        except ValidationError as exc:
-            raise ValidationError({"licence_pool": exc.messages}) from exc
-    for email in admins:
-        try:
-            role_grant_invite(actor=actor, email=email, role=Role.MINISTRY_ADMIN, ministry=created)
-        except ValidationError as exc:
-            raise ValidationError({"admins": [f"{email}: {m}" for m in exc.messages]}) from exc
-    return created

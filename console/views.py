@@ -21,6 +21,7 @@ from accounts import selectors, services
 from accounts.access import access_for
 from accounts.ministries import STATE_MOVES, ministry_update
 from accounts.models import Agent, AgentImportJob, Ministry
+from accounts.onboarding import ministry_onboard
 from audit.actor import Actor
 from console import onboarding as onboarding_steps
 
@@ -235,7 +236,7 @@ def _onboarding_review(request, draft):
     errors: dict[int | None, list[str]] = {}
     if request.method == "POST" and "confirm" in request.POST:
         try:
-            ministry = services.ministry_onboard(actor=Actor.from_request(request), **arguments)
+            ministry = ministry_onboard(actor=Actor.from_request(request), **arguments)
         except ValidationError as exc:
             for field, field_errors in exc.message_dict.items():
                 errors.setdefault(onboarding_steps.step_for_field(field), []).extend(field_errors)

@@ -33,6 +33,7 @@ from accounts.api.serializers import (
 from accounts.grants import role_grant_create, role_grant_delete
 from accounts.ministries import ministry_create, ministry_update
 from accounts.models import Agent, Ministry
+from accounts.onboarding import ministry_onboard
 from accounts.tokens import api_token_create, api_token_revoke
 from audit.actor import Actor
 from controlplane.api import SLUG_LOOKUP, TOO_MANY_TOKENS, TokenIssueThrottle
@@ -263,9 +264,7 @@ class OnboardingViewSet(viewsets.GenericViewSet):
     def create(self, request):
         data = OnboardingSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
-        ministry = services.ministry_onboard(
-            actor=Actor.from_request(request), **data.validated_data
-        )
+        ministry = ministry_onboard(actor=Actor.from_request(request), **data.validated_data)
         ministry = selectors.ministry_list(user=request.user).get(pk=ministry.pk)
         return Response(
             MinistrySerializer(ministry, context={"request": request}).data,

@@ -8,12 +8,8 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.agent_import import (
-    ImportFileError,
-    RowOutcome,
-    agent_import_apply,
-    agent_import_plan,
-)
+from accounts.import_csv import ImportFileError, RowOutcome
+from accounts.imports import agent_import_apply, agent_import_plan
 from accounts.metrics import IMPORT_JOBS, IMPORT_ROWS
 from accounts.models import AgentImportJob
 from audit.actor import Actor

@@ -98,7 +98,7 @@ def child(method: str, path: Path) -> None:
     ministry = Ministry.objects.get(code="bench")
     started = time.perf_counter()
     if method == "ours":
-        from accounts.agent_import import agent_import_apply, agent_import_plan
+        from accounts.imports import agent_import_apply, agent_import_plan
         from audit.actor import Actor
 
         plan = agent_import_plan(ministry=ministry, raw=path.read_bytes())

@@ -17,8 +17,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from accounts import selectors, services
+from accounts import selectors
 from accounts.access import access_for
+from accounts.import_jobs import agent_import_job_create
 from accounts.ministries import STATE_MOVES, ministry_update
 from accounts.models import Agent, AgentImportJob, Ministry
 from accounts.onboarding import ministry_onboard
@@ -121,7 +122,7 @@ def imports(request):
                 "max": settings.AGENT_IMPORT_MAX_BYTES // 1_000_000,
             }
         else:
-            job = services.agent_import_job_create(
+            job = agent_import_job_create(
                 actor=Actor.from_request(request),
                 ministry=ministry,
                 content=upload.read(),
@@ -143,7 +144,7 @@ def import_detail(request, pk):
     if request.method == "POST":
         if job.apply or job.state != "done":
             return redirect("console:import", pk=job.pk)
-        applied = services.agent_import_job_create(
+        applied = agent_import_job_create(
             actor=Actor.from_request(request),
             ministry=job.ministry,
             content=bytes(AgentImportJob.objects.get(pk=job.pk).content),

@@ -5,7 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.agent_import import ImportFileError, agent_import_apply, agent_import_plan
+from accounts.import_csv import ImportFileError
+from accounts.imports import agent_import_apply, agent_import_plan
 from accounts.models import Agent
 from audit.actor import Actor
 from audit.models import AuditEvent

@@ -26,8 +26,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounts.import_jobs import agent_import_job_create
 from accounts.models import AgentImportJob, ApiToken, RoleGrant
-from accounts.services import agent_import_job_create
 from accounts.tokens import api_token_create
 from audit.actor import Actor
 from audit.models import AuditEvent

@@ -1,5 +1,5 @@
 """Hostile input for the two parsers that read what outsiders send: the agents' CSV
-import (accounts/agent_import.py) and SCIM filters (scim/filters.py).
+import (accounts/import_csv.py, accounts/imports.py) and SCIM filters (scim/filters.py).
 
 Whatever the bytes or the string, each parser either does its job or refuses with
 its own error and a message saying what is wrong; it never crashes, and a refused
@@ -16,12 +16,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from scim2_models import InvalidFilterException
 
-from accounts.agent_import import (
-    FIELDS,
-    ImportFileError,
-    agent_import_apply,
-    agent_import_plan,
-)
+from accounts.import_csv import FIELDS, ImportFileError
+from accounts.imports import agent_import_apply, agent_import_plan
 from accounts.models import Agent
 from audit.actor import Actor
 from audit.models import AuditEvent

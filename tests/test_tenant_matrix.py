@@ -34,8 +34,8 @@ from django.urls import URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.import_jobs import agent_import_job_create
 from accounts.models import Agent, AgentImportJob, ApiToken, Ministry, RoleGrant
-from accounts.services import agent_import_job_create
 from accounts.tokens import api_token_create
 from audit.actor import Actor
 from audit.models import AuditEvent

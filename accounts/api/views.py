@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from accounts import selectors, services
+from accounts import selectors
 from accounts.agents import agent_create, agent_deactivate, agent_reactivate, agent_update
 from accounts.api.serializers import (
     AgentCreateSerializer,
@@ -31,6 +31,7 @@ from accounts.api.serializers import (
     RoleGrantSerializer,
 )
 from accounts.grants import role_grant_create, role_grant_delete
+from accounts.import_jobs import agent_import_job_create
 from accounts.ministries import ministry_create, ministry_update
 from accounts.models import Agent, Ministry
 from accounts.onboarding import ministry_onboard
@@ -232,7 +233,7 @@ class AgentImportJobViewSet(viewsets.ReadOnlyModelViewSet):
         upload = data.validated_data["file"]
         if upload.size > settings.AGENT_IMPORT_MAX_BYTES:
             return _file_too_large(upload.size)
-        job = services.agent_import_job_create(
+        job = agent_import_job_create(
             actor=Actor.from_request(request),
             ministry=data.validated_data["ministry"],
             content=upload.read(),

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.agent_import import ImportFileError, agent_import_apply, agent_import_plan
+from accounts.import_csv import ImportFileError
+from accounts.imports import agent_import_apply, agent_import_plan
 from accounts.models import Ministry
 from audit.actor import Actor
 from licensing.services import NoFreeSeat

@@ -1,7 +1,9 @@
-"""Writes on ministries, agents, role grants and API tokens.
+"""Import jobs: a ministry's CSV queued for the worker (``accounts.tasks``).
 
-Each service checks the actor's right, validates, writes atomically and records
-an audit event in the same transaction: a refused or failed write leaves nothing.
+The API and the console call ``agent_import_job_create``; the job's row keeps the
+file and, once the worker is done, its counts and error report. This module is
+apart from ``accounts.imports`` because the worker imports that one: queueing from
+here keeps the dependencies one way (import_jobs -> tasks -> imports).
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from accounts.access import require_admin
-from accounts.models import (
-    AgentImportJob,
-    Ministry,
-)
+from accounts.models import AgentImportJob, Ministry
+from accounts.tasks import agent_import_job_run
 from audit.actor import Actor
 from audit.services import audit_record
 
@@ -32,8 +32,6 @@ def agent_import_job_create(
     apply: bool = False,
 ) -> AgentImportJob:
     """Queue a CSV import (a preview unless ``apply``); the task starts after commit."""
-    from accounts.tasks import agent_import_job_run
-
     require_admin(actor, ministry.pk)
     if len(content) > settings.AGENT_IMPORT_MAX_BYTES:
         raise ValidationError(

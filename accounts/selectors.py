@@ -1,6 +1,14 @@
-"""Reads of ministries, agents, grants and tokens, already scoped to the caller."""
+"""Reads of ministries, agents, grants and tokens, already scoped to the caller.
+
+A base module of accounts: it reads accounts' own tables only (a figure that needs
+seats or meetings is read by the app above that owns them, such as
+``usage.selectors.ministry_checklist``).
+"""
+
+from datetime import timedelta
 
 from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from accounts.access import access_for
 from accounts.models import (
@@ -89,35 +97,6 @@ def agent_import_job_list(*, user) -> QuerySet[AgentImportJob]:
     return jobs if readable is None else jobs.filter(ministry_id__in=readable)
 
 
-def ministry_checklist(*, ministry: Ministry) -> list[tuple[str, bool]]:
-    """The onboarding steps a ministry's admins follow, each done or not."""
-    from django.utils.translation import gettext as _
-
-    from licensing.models import LicencePool
-    from rooms.models import MeetingSession
-
-    has_agents = ministry.agents.filter(grants__isnull=True).exists()
-    return [
-        (_("Email domains set"), ministry.domains.exists()),
-        (_("SIRETs set"), ministry.sirets.exists()),
-        (
-            _("Admins named"),
-            ministry.grants.filter(role="ministry_admin").exists()
-            or ministry.pending_grants.filter(role="ministry_admin").exists(),
-        ),
-        (_("Seats allocated"), LicencePool.objects.filter(ministry=ministry).exists()),
-        (_("First agents imported"), has_agents),
-        # A meeting counts once a participant of it has left (a real meeting, not a
-        # room created and never used).
-        (
-            _("First meeting held"),
-            MeetingSession.objects.filter(
-                ministry=ministry, participants__left_at__isnull=False
-            ).exists(),
-        ),
-    ]
-
-
 # "Active" for the rollout: logged in within this many days.
 ROLLOUT_ACTIVE_DAYS = 30
 
@@ -125,10 +104,6 @@ ROLLOUT_ACTIVE_DAYS = 30
 def ministry_rollout_progress(*, ministry: Ministry) -> dict:
     """Where a ministry stands against its rollout goal: agents active in the last 30
     days, the goal, the share reached, and each milestone reached or not."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     since = timezone.now() - timedelta(days=ROLLOUT_ACTIVE_DAYS)
     active = ministry.agents.filter(is_active=True, last_login__gte=since).count()
     target = ministry.rollout_target_agents

@@ -25,6 +25,7 @@ from accounts.models import Agent, AgentImportJob, Ministry
 from accounts.onboarding import ministry_onboard
 from audit.actor import Actor
 from console import onboarding as onboarding_steps
+from usage.selectors import ministry_checklist
 
 
 @login_required
@@ -46,7 +47,7 @@ def home(request):
     for ministry in ministries:
         states[ministry.state] += 1
     checklists = [
-        (m, selectors.ministry_checklist(ministry=m))
+        (m, ministry_checklist(ministry=m))
         for m in Ministry.objects.filter(pk__in=access.admin_of).order_by("name")
     ]
     return render(
@@ -288,7 +289,7 @@ def ministry_detail(request, code):
         "console/ministry.html",
         {
             "ministry": ministry,
-            "checklist": selectors.ministry_checklist(ministry=ministry),
+            "checklist": ministry_checklist(ministry=ministry),
             "rollout": selectors.ministry_rollout_progress(ministry=ministry),
             "pools": ministry.licence_pools.order_by("-starts_on"),
             "pending_admins": ministry.pending_grants.filter(role="ministry_admin"),

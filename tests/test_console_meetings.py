@@ -64,8 +64,8 @@ def test_nodes_page_for_operators_only(world):
 def test_checklist_first_meeting_held_once_someone_left_a_meeting(world):
     from django.utils import timezone
 
-    from accounts.selectors import ministry_checklist
     from rooms.models import MeetingSession, ParticipantSession
+    from usage.selectors import ministry_checklist
 
     def held(ministry):
         steps = {str(label): done for label, done in ministry_checklist(ministry=ministry)}

@@ -1,5 +1,8 @@
 """Reads of usage and rollout figures, already scoped to the caller.
 
+A ministry's onboarding checklist is read here too: it reads accounts, seats
+(licensing) and meetings (rooms), and usage is the lowest app above all three.
+
 Scope: operators and national auditors read every ministry and the national
 figures; ministry admins and auditors read their ministries only (never the
 national rows, which would reveal the others' totals); anyone else reads nothing.
@@ -32,12 +35,14 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.access import access_for
 from accounts.models import Ministry
 from accounts.selectors import ROLLOUT_ACTIVE_DAYS, ministry_rollout_progress
+from licensing.models import LicencePool
 from licensing.selectors import savings_current
-from rooms.models import ParticipantSession
+from rooms.models import MeetingSession, ParticipantSession
 from usage.days import period_bounds
 from usage.models import DailyUsage, MonthlyReport
 from usage.retention import AGENT_PSEUDONYM_PREFIX
@@ -239,3 +244,28 @@ def monthly_report_list(*, user) -> QuerySet[MonthlyReport]:
     if readable is None:
         return reports
     return reports.filter(ministry_id__in=readable)
+
+
+def ministry_checklist(*, ministry: Ministry) -> list[tuple[str, bool]]:
+    """The onboarding steps a ministry's admins follow, each done or not (the caller
+    has already checked that the viewer reads this ministry)."""
+    has_agents = ministry.agents.filter(grants__isnull=True).exists()
+    return [
+        (_("Email domains set"), ministry.domains.exists()),
+        (_("SIRETs set"), ministry.sirets.exists()),
+        (
+            _("Admins named"),
+            ministry.grants.filter(role="ministry_admin").exists()
+            or ministry.pending_grants.filter(role="ministry_admin").exists(),
+        ),
+        (_("Seats allocated"), LicencePool.objects.filter(ministry=ministry).exists()),
+        (_("First agents imported"), has_agents),
+        # A meeting counts once a participant of it has left (a real meeting, not a
+        # room created and never used).
+        (
+            _("First meeting held"),
+            MeetingSession.objects.filter(
+                ministry=ministry, participants__left_at__isnull=False
+            ).exists(),
+        ),
+    ]

@@ -1,6 +1,7 @@
 """App configuration of accounts."""
 
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_in
 
 
 class AccountsConfig(AppConfig):
@@ -11,13 +12,11 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         # Models are loaded only now: these modules read them.
-        from django.contrib.auth.models import update_last_login
-        from django.contrib.auth.signals import user_logged_in
-
         from accounts import gauges
         from controlplane.metrics import state_reader_register
 
         # agent_login records last_login in its own transaction; Django's receiver
-        # would spend one more commit per login on the same column.
-        user_logged_in.disconnect(update_last_login, dispatch_uid="update_last_login")
+        # would spend one more commit per login on the same column. It is found by
+        # its dispatch_uid, so auth's models need not be imported here.
+        user_logged_in.disconnect(dispatch_uid="update_last_login")
         state_reader_register(source="database", reader=gauges.import_jobs_by_state)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.access import access_for
+from accounts.models import Agent
 from audit.actor import Actor
 from audit.services import audit_record
 from controlplane.errors import NoSeat
@@ -48,8 +49,6 @@ def seat_reserve(*, ministry, count: int = 1) -> None:
     locked until it commits, so concurrent activations are counted one after
     the other.
     """
-    from accounts.models import Agent
-
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("seat_reserve must run inside the activating transaction")
     today = timezone.localdate()

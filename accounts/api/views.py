@@ -6,6 +6,7 @@ a serializer and hands the write to one service.
 
 import django_filters
 from django.conf import settings
+from django.db.models import Q
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
@@ -90,8 +91,6 @@ class AgentFilter(django_filters.FilterSet):
         fields = ["ministry", "is_active", "email", "organizational_unit", "external_id"]
 
     def filter_search(self, queryset, name, value):
-        from django.db.models import Q
-
         return queryset.filter(
             Q(email__icontains=value)
             | Q(given_name__icontains=value)

@@ -24,9 +24,9 @@ def point_rp_at(idp, settings, monkeypatch) -> h.Interceptor:
     settings.OIDC_ENABLED = True
     h.reset_provider_cache()
     interceptor = h.Interceptor()
-    real = provider._session.request
+    real = provider.session.request
     monkeypatch.setattr(
-        provider._session,
+        provider.session,
         "request",
         lambda method, url, **kw: interceptor.request(real, method, url, **kw),
     )

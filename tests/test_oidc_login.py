@@ -214,7 +214,7 @@ def test_key_rotation_is_followed(rp):
     browser = rp.browser()
     response = browser.login(JEANNE)
     assert response.url.endswith("/console/"), response.text[:300]
-    assert kids[0] in provider._cache().keys
+    assert kids[0] in provider.provider_key_ids()
 
 
 # --- Refusals on tampered answers ---------------------------------------------------------------

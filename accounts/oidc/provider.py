@@ -61,8 +61,10 @@ def _cache() -> _ProviderCache:
         return _caches.setdefault(url, _ProviderCache())
 
 
-_session = requests.Session()
-_session.trust_env = False  # explicit proxy only (settings.OIDC_PROXY)
+# The connection pool of every call to the provider. Public: the tests intercept the
+# provider's traffic by wrapping its ``request``.
+session = requests.Session()
+session.trust_env = False  # explicit proxy only (settings.OIDC_PROXY)
 _timing = threading.local()
 
 
@@ -97,7 +99,7 @@ class _TimedSession:
             )
         answered = False
         try:
-            response = _session.request(method, url, **kwargs)
+            response = session.request(method, url, **kwargs)
             answered = response.status_code < 500
             return response
         finally:
@@ -308,6 +310,14 @@ def exchange_code(*, code: str, redirect_uri: str, code_verifier: str | None) ->
     if str(body.get("token_type", "")).lower() != "bearer":
         raise LoginRefused("invalid_token", "token_type is not Bearer")
     return body
+
+
+def provider_key_ids() -> set[str]:
+    """The kids of the signing keys cached for the configured provider (what a key
+    rotation changes)."""
+    cache = _cache()
+    with cache.lock:
+        return set(cache.keys)
 
 
 def provider_cache_clear() -> None:

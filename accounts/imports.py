@@ -23,7 +23,10 @@ from accounts.import_csv import FIELDS, ImportPlan, RowOutcome, control_characte
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from audit.services import audit_record
-from licensing.services import seat_reserve
+
+# Looked up on the module at each call, so a stand-in set on licensing.services (the
+# tests' race and rollback probes) applies here too.
+from licensing import services as licensing_services
 
 BATCH = 2000
 LIMITS = {
@@ -166,7 +169,9 @@ def agent_import_apply(
     }
     returning = sum(1 for r in updates if not existing[r.email].is_active)
     if creates or returning:
-        seat_reserve(ministry=ministry, count=len(creates) + returning - len(deactivations))
+        licensing_services.seat_reserve(
+            ministry=ministry, count=len(creates) + returning - len(deactivations)
+        )
     now = timezone.now()
     # Built and written a batch at a time: 100,000 model instances at once would
     # cost hundreds of megabytes. Agents log in through ProConnect: no password.

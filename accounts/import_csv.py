@@ -50,11 +50,7 @@ HEADERS = {
     "direction": "organizational_unit",
     "unite organisationnelle": "organizational_unit",
 }
-
-
 FIELDS = ("email", "given_name", "usual_name", "external_id", "organizational_unit")
-
-
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@")
 
@@ -65,6 +61,8 @@ class ImportFileError(ValueError):
 
 @dataclass
 class RowOutcome:
+    """What one line of the file does (``line`` 0: an agent missing from the file)."""
+
     line: int
     action: str  # create, update, unchanged, deactivate, error
     email: str = ""

@@ -121,7 +121,6 @@ MINISTRY_FIELDS = (
     "rollout_target_date",
 )
 
-
 # A media node tag: lower-case letters, digits and dashes (``secnumcloud``, ``hds``).
 RESIDENCY_TAG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 

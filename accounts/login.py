@@ -14,10 +14,19 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Agent, Ministry, PendingRoleGrant, RoleGrant
-from accounts.oidc.provider import LoginRefused
 from audit.actor import Actor
 from audit.services import audit_record
 from licensing.services import NoFreeSeat, seat_reserve
+
+
+class LoginRefused(Exception):
+    """A login that must not go through; ``reason`` is a code the refusal page explains."""
+
+    def __init__(self, reason: str, detail: str = "", claims: dict | None = None):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.claims = claims or {}
 
 
 def _ministry_for_claims(claims: dict) -> Ministry | None:

@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.grants import role_grant_invite
-from accounts.login import agent_login
+from accounts.login import LoginRefused, agent_login
 from accounts.models import Agent, PendingRoleGrant, RoleGrant
-from accounts.oidc.provider import LoginRefused, acr_satisfies
+from accounts.oidc.provider import acr_satisfies
 from audit.actor import Actor
 from audit.models import AuditEvent
 

@@ -265,7 +265,7 @@ def test_state_moves_only_forward_from_the_console(client, world, start, target,
 
 def test_suspending_from_the_console_blocks_logins(client, world):
     """After an operator suspends the ministry, its agents' logins are refused."""
-    from accounts.oidc.provider import LoginRefused
+    from accounts.login import LoginRefused
 
     Agent.objects.filter(pk=world.agent_a.pk).update(sub="sub-agent-a")
     client.force_login(world.operator)

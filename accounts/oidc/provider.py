@@ -23,20 +23,12 @@ import jwt
 import requests
 from django.conf import settings
 
+from accounts.login import LoginRefused
+
 ALLOWED_ALGORITHMS = ("RS256", "ES256")
 # ProConnect's assurance levels, weakest first; anything else is below eidas1.
 ACR_LEVELS = ("eidas1", "eidas2", "eidas3")
 JWKS_MIN_REFETCH_SECONDS = 5.0
-
-
-class LoginRefused(Exception):
-    """A login that must not go through; ``reason`` is a code the refusal page explains."""
-
-    def __init__(self, reason: str, detail: str = "", claims: dict | None = None):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-        self.claims = claims or {}
 
 
 @dataclass

@@ -25,10 +25,9 @@ from mozilla_django_oidc.middleware import SessionRefresh
 from mozilla_django_oidc.utils import absolutify, import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from accounts.login import login_refusal_record
+from accounts.login import LoginRefused, login_refusal_record
 from accounts.metrics import LOGINS
 from accounts.oidc import provider
-from accounts.oidc.provider import LoginRefused
 from audit.actor import Actor, client_ip
 from audit.services import audit_record
 from controlplane.ratelimit import RateLimited, rate_limit_check, rate_limit_hit

@@ -17,6 +17,7 @@ from accounts.ministries import email_domain_check
 from accounts.models import Agent, ApiToken, Ministry, RoleGrant
 from audit.actor import Actor
 from audit.services import audit_record
+from controlplane.updates import fields_apply
 from licensing.services import seat_reserve
 
 
@@ -104,25 +105,21 @@ def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
         Agent.objects.select_for_update(of=("self",)).select_related("ministry").get(pk=agent.pk)
     )
     _require_agent_admin(actor, agent)
-    if "email" in fields:
+    # Only a new value is checked (a directory resends what we hold at every sync).
+    if fields.get("email", agent.email) != agent.email:
         fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
-    if "external_id" in fields:
+    if fields.get("external_id", agent.external_id) != agent.external_id:
         _check_external_id(agent.ministry, fields["external_id"], exclude_pk=agent.pk)
-    changes = {}
-    for name, value in fields.items():
-        if name not in (*AGENT_FIELDS, "email"):
-            raise ValueError(f"unknown agent field: {name}")
-        if getattr(agent, name) != value:
-            changes[name] = {"from": getattr(agent, name), "to": value}
-            setattr(agent, name, value)
-    agent.save()
-    audit_record(
-        actor=actor,
-        action="agent.update",
-        target=agent,
-        ministry_id=agent.ministry_id,
-        data=changes,
-    )
+    changes = fields_apply(agent, fields, allowed=(*AGENT_FIELDS, "email"))
+    if changes:  # a directory sending what we hold already changes nothing
+        agent.save()
+        audit_record(
+            actor=actor,
+            action="agent.update",
+            target=agent,
+            ministry_id=agent.ministry_id,
+            data=changes,
+        )
     return agent
 
 

@@ -21,6 +21,7 @@ from accounts.identifiers import validate_email_domain, validate_siren, validate
 from accounts.models import Ministry, MinistryDomain, MinistrySiret, RolloutMilestone
 from audit.actor import Actor
 from audit.services import audit_record
+from controlplane.updates import fields_apply
 
 
 def _normalise_list(values, field: str, validator) -> list[str]:
@@ -331,13 +332,7 @@ def ministry_update(
         _check_state_move(ministry.state, fields["state"])
     if "residency_tags" in fields:
         fields["residency_tags"] = residency_tags_clean(fields["residency_tags"])
-    changes: dict = {}
-    for name, value in fields.items():
-        if name not in MINISTRY_FIELDS:
-            raise ValueError(f"unknown ministry field: {name}")
-        if getattr(ministry, name) != value:
-            changes[name] = {"from": getattr(ministry, name), "to": value}
-            setattr(ministry, name, value)
+    changes = fields_apply(ministry, fields, allowed=MINISTRY_FIELDS)
     goal_changed = milestones is not None or {
         "rollout_target_agents",
         "rollout_target_date",

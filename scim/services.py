@@ -188,12 +188,8 @@ def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
     # Leaving first frees a seat before anything else could need it.
     if data.active is False and agent.is_active:
         agent_deactivate(actor=actor, agent=agent)
-    changes = data.fields()
-    if data.email != agent.email:
-        changes["email"] = data.email
-    current = {name: getattr(agent, name) for name in changes}
-    if current != changes:
-        agent_update(actor=actor, agent=agent, **changes)
+    # agent_update records only what differs (nothing at all when nothing does).
+    agent_update(actor=actor, agent=agent, email=data.email, **data.fields())
     if data.active is True and not agent.is_active:
         agent_reactivate(actor=actor, agent=agent)
     agent.refresh_from_db()

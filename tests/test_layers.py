@@ -24,9 +24,7 @@ def test_every_module_of_the_split_apps_is_in_one_layer():
     named = layered_modules()
     assert len(named) == len(set(named)), "a module is named in two layers"
     for package in (accounts, controlplane):
-        children = {
-            f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
-        }
+        children = {f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)}
         assert children == {m for m in named if m.startswith(package.__name__ + ".")}
 
 

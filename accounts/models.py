@@ -58,11 +58,12 @@ class Ministry(BaseModel):
 
 
 class RolloutMilestone(models.Model):
-    """A step towards a ministry's rollout goal: so many active agents by a date."""
+    """A step towards a ministry's rollout goal: so many agents logged in within 30
+    days by a date (``accounts.selectors.ministry_rollout_progress``)."""
 
     ministry = models.ForeignKey(Ministry, on_delete=models.CASCADE, related_name="milestones")
     due_on = models.DateField(_("due on"))
-    target_agents = models.PositiveIntegerField(_("active agents"))
+    target_agents = models.PositiveIntegerField(_("agents logged in within 30 days"))
     label = models.CharField(_("label"), max_length=200, blank=True)
 
     class Meta:

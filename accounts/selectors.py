@@ -7,7 +7,7 @@ seats or meetings is read by the app above that owns them, such as
 
 from datetime import timedelta
 
-from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accounts.access import access_for
@@ -97,14 +97,31 @@ def agent_import_job_list(*, user) -> QuerySet[AgentImportJob]:
     return jobs if readable is None else jobs.filter(ministry_id__in=readable)
 
 
-# "Active" for the rollout: logged in within this many days.
-ROLLOUT_ACTIVE_DAYS = 30
+# The figures about agents, each with one name and one definition (the console and
+# the API label them the same way):
+# - agents with a seat: active (not deactivated) accounts; each uses a licence seat.
+# - agents logged in (30 days): agents with a seat who logged in within
+#   RECENT_LOGIN_DAYS; what the rollout goal counts.
+# - agents in meetings: distinct agents with a participant session in a period
+#   (usage.selectors and the daily roll-up).
+RECENT_LOGIN_DAYS = 30
+
+
+def agents_with_seat_count(path: str = "agents") -> Count:
+    """An annotation counting agents with a seat through ``path`` (``agents`` from a
+    ministry, ``ministry__agents`` from a licence pool)."""
+    return Count(path, filter=Q(**{f"{path}__is_active": True}))
+
+
+def agents_with_seat(*, ministry_id) -> int:
+    """A ministry's agents with a seat: its active (not deactivated) accounts."""
+    return Agent.objects.filter(ministry_id=ministry_id, is_active=True).count()
 
 
 def ministry_rollout_progress(*, ministry: Ministry) -> dict:
-    """Where a ministry stands against its rollout goal: agents active in the last 30
-    days, the goal, the share reached, and each milestone reached or not."""
-    since = timezone.now() - timedelta(days=ROLLOUT_ACTIVE_DAYS)
+    """Where a ministry stands against its rollout goal: agents logged in within the
+    last 30 days, the goal, the share reached, and each milestone reached or not."""
+    since = timezone.now() - timedelta(days=RECENT_LOGIN_DAYS)
     active = ministry.agents.filter(is_active=True, last_login__gte=since).count()
     target = ministry.rollout_target_agents
     milestones = [
@@ -118,7 +135,7 @@ def ministry_rollout_progress(*, ministry: Ministry) -> dict:
         for m in ministry.milestones.all()
     ]
     return {
-        "active": active,
+        "agents_logged_in": active,
         "target": target,
         "target_date": ministry.rollout_target_date,
         "percent": min(100, round(100 * active / target)) if target else None,

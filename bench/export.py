@@ -277,7 +277,7 @@ SELECT ps.ministry_id,
        count(*) AS sessions,
        count(DISTINCT ps.meeting_id) AS meetings,
        coalesce(sum(ps.duration_seconds), 0) / 60 AS participant_minutes,
-       count(DISTINCT ps.agent_id) AS active_agents
+       count(DISTINCT ps.agent_id) AS agents_in_meetings
   FROM rooms_participantsession ps
  WHERE ps.joined_at >= %s AND ps.joined_at < %s
  GROUP BY 1, 2
@@ -293,7 +293,7 @@ SELECT (ps.joined_at AT TIME ZONE 'Europe/Paris')::date AS day, ps.ministry_id,
        count(*) AS sessions,
        count(DISTINCT ps.meeting_id) AS meetings,
        coalesce(sum(ps.duration_seconds), 0) / 60 AS participant_minutes,
-       count(DISTINCT ps.agent_id) AS active_agents
+       count(DISTINCT ps.agent_id) AS agents_in_meetings
   FROM rooms_participantsession ps
  WHERE ps.joined_at >= %s AND ps.joined_at < %s
  GROUP BY GROUPING SETS ((1), (1, 2), (1, 2, 3))

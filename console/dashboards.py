@@ -63,11 +63,11 @@ def dashboard_data(*, ministry: Ministry | None, today: date | None = None) -> d
     adoption_rows = (
         sessions.annotate(week=TruncWeek("joined_at"))
         .values("week")
-        .annotate(active=Count("identity", distinct=True))
+        .annotate(people=Count("identity", distinct=True))
     )
     adoption_rows = [{**row, "week": row["week"].date()} for row in adoption_rows]
     labels = [week.strftime("%d/%m/%y") for week in weeks]
-    adoption = _series(adoption_rows, weeks, "active")
+    adoption = _series(adoption_rows, weeks, "people")
     goal_series = []
     milestones_series = [None] * len(weeks)
     goal = None
@@ -87,7 +87,7 @@ def dashboard_data(*, ministry: Ministry | None, today: date | None = None) -> d
             goal_series = [targets] * len(weeks)
     adoption_chart = {
         "labels": labels,
-        "series": [{"name": _("Active agents (week)"), "values": adoption, "style": "line"}],
+        "series": [{"name": _("People in meetings (week)"), "values": adoption, "style": "line"}],
     }
     if goal_series:
         adoption_chart["series"].append({"name": _("Goal"), "values": goal_series, "style": "goal"})
@@ -140,7 +140,7 @@ def dashboard(request, code: str | None = None):
     seats_chart = {
         "labels": [_("Today")],
         "series": [
-            {"name": _("Active agents"), "values": [savings.active_agents]},
+            {"name": _("Agents with a seat"), "values": [savings.agents_with_seat]},
             {"name": _("Seats"), "values": [savings.seats]},
         ],
     }

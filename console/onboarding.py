@@ -173,9 +173,9 @@ class LicencePoolForm(DsfrForm):
 
 class RolloutForm(DsfrForm):
     rollout_target_agents = forms.IntegerField(
-        label=_("Goal: active agents"),
+        label=_("Goal: agents logged in within 30 days"),
         min_value=1,
-        help_text=_("Agents active in the last 30 days the ministry aims at."),
+        help_text=_("Agents logged in within 30 days the ministry aims at."),
     )
     rollout_target_date = forms.DateField(label=_("Goal: date"), widget=DateInput())
     residency_tags = forms.CharField(
@@ -194,7 +194,7 @@ class RolloutForm(DsfrForm):
                 label=_("Date"), required=False, widget=DateInput()
             )
             self.fields[f"m{i}_target_agents"] = forms.IntegerField(
-                label=_("Active agents"), required=False, min_value=1
+                label=_("Agents logged in within 30 days"), required=False, min_value=1
             )
             self.fields[f"m{i}_label"] = forms.CharField(
                 label=_("Label"), required=False, max_length=200

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -36,8 +36,8 @@ def home(request):
     ministries = (
         selectors.ministry_list(user=request.user)
         .annotate(
-            active_agents=Count("agents", filter=Q(agents__is_active=True)),
-            total_agents=Count("agents"),
+            agents_with_seat=selectors.agents_with_seat_count(),
+            accounts=Count("agents"),
         )
         .order_by("name")
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.access import access_for
+from accounts.selectors import agents_with_seat_count
 from licensing.models import LicencePool
 
 
@@ -24,7 +25,7 @@ class Savings:
     """Yearly figures of one ministry's current pool, or of all of them."""
 
     seats: int
-    active_agents: int
+    agents_with_seat: int
     foreign_cost_eur: Decimal
     sovereign_cost_eur: Decimal
 
@@ -40,9 +41,7 @@ def savings_current(*, user, ministry_id=None) -> Savings:
     pools = licence_pool_list(user=user).filter(starts_on__lte=today, ends_on__gte=today)
     if ministry_id is not None:
         pools = pools.filter(ministry_id=ministry_id)
-    pools = pools.annotate(
-        active=Count("ministry__agents", filter=Q(ministry__agents__is_active=True))
-    )
+    pools = pools.annotate(active=agents_with_seat_count("ministry__agents"))
     seats = active = 0
     foreign = sovereign = Decimal("0")
     for pool in pools:
@@ -51,5 +50,5 @@ def savings_current(*, user, ministry_id=None) -> Savings:
         foreign += pool.active * pool.foreign_price_eur
         sovereign += pool.seats * pool.sovereign_cost_eur
     return Savings(
-        seats=seats, active_agents=active, foreign_cost_eur=foreign, sovereign_cost_eur=sovereign
+        seats=seats, agents_with_seat=active, foreign_cost_eur=foreign, sovereign_cost_eur=sovereign
     )

@@ -2,7 +2,7 @@
 
 An active agent holds a seat. Every activation (API, CSV, SCIM, first login) goes
 through ``seat_reserve`` inside its own transaction: the current pool's row is
-locked while active agents are counted, so two activations at once never
+locked while agents with a seat are counted, so two activations at once never
 overbook a pool.
 """
 
@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.access import access_for
-from accounts.models import Agent
+from accounts.selectors import agents_with_seat
 from audit.actor import Actor
 from audit.services import audit_record
 from controlplane.errors import NoSeat
@@ -60,8 +60,7 @@ def seat_reserve(*, ministry, count: int = 1) -> None:
     )
     if pool is None:
         raise NoFreeSeat(ministry, None)
-    active = Agent.objects.filter(ministry=ministry, is_active=True).count()
-    if active + count > pool.seats:
+    if agents_with_seat(ministry_id=ministry.pk) + count > pool.seats:
         raise NoFreeSeat(ministry, pool.seats)
 
 

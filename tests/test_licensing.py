@@ -136,7 +136,7 @@ def test_savings_per_ministry_and_national(world):
     one = client_as(world.admin_a).get("/api/v1/licence-pools/savings/?ministry=alpha").json()
     assert one == {
         "seats": 10,
-        "active_agents": active_a,
+        "agents_with_seat": active_a,
         "foreign_cost_eur": f"{active_a * 10:.2f}",
         "sovereign_cost_eur": "15.00",
         "yearly_savings_eur": f"{active_a * 10 - 15:.2f}",

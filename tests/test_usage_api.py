@@ -114,12 +114,12 @@ def test_rollout_figures(usage):
     agent.save()
     entry = client_as(usage.auditor_a).get("/api/v1/rollout/").json()[0]
     # admin_a, auditor_a, agent_a, a1 (fixture) and the new agent
-    assert entry["provisioned_agents"] == 5
-    assert entry["active_agents"] == 1
+    assert entry["agents_with_seat"] == 5
+    assert entry["agents_logged_in"] == 1
     assert entry["progress_percent"] == 25
     assert entry["milestones"][0]["reached"] is True
-    assert entry["weekly_active_agents"][-1] == 1  # a1's session three days ago
-    assert entry["seats"] == 1000 and entry["seats_used"] == 5
+    assert entry["weekly_agents_in_meetings"][-1] == 1  # a1's session three days ago
+    assert entry["seats"] == 1000 and entry["agents_with_seat"] == 5
     assert entry["yearly_savings_eur"] == f"{5 * 100 - 1000 * 12:.2f}"
     assert entry["status"] in ("on_track", "at_risk", "late")
     national = client_as(usage.operator).get("/api/v1/rollout/").json()[-1]

@@ -36,7 +36,7 @@ def make_usage(world):
                 day=day,
                 meetings=factor * (i + 1),
                 participant_minutes=factor * 10 * (i + 1),
-                active_agents=factor * (i % 7 + 1),
+                agents_in_meetings=factor * (i % 7 + 1),
                 peak_concurrent=factor * 2,
                 average_meeting_seconds=600,
             )
@@ -52,7 +52,7 @@ def make_usage(world):
             day=day,
             meetings=4 * (i + 1),
             participant_minutes=40 * (i + 1),
-            active_agents=4 * (i % 7 + 1),
+            agents_in_meetings=4 * (i % 7 + 1),
             peak_concurrent=8,
             average_meeting_seconds=600,
         )
@@ -158,7 +158,7 @@ def test_usage_totals_per_period_equal_the_daily_rows(world, granularity, period
         assert rows[-1]["period_end"] == "2026-10-31"
     if granularity == "month":
         assert rows[0]["period_start"] == "2026-10-01" and rows[0]["period_end"] == "2026-10-31"
-        assert rows[0]["active_agents_max_day"] == "7"
+        assert rows[0]["agents_in_meetings_max_day"] == "7"
         assert rows[0]["average_meeting_seconds"] == "600"
 
 

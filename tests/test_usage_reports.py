@@ -57,11 +57,11 @@ def test_report_content_adds_up_the_month(world):
     assert len(content["days"]) == 31
     assert content["totals"]["meetings"] == sum(range(1, 32))
     assert content["totals"]["participant_minutes"] == 10 * sum(range(1, 32))
-    assert content["totals"]["active_agents_max_day"] == 7
+    assert content["totals"]["agents_in_meetings_max_day"] == 7
     assert content["units"] == [
         {"organizational_unit": "Bureau alpha", "meetings": 31, "participant_minutes": 155}
     ]
-    assert content["seats"] == 1000 and content["agents"]["provisioned"] >= 2
+    assert content["seats"] == 1000 and content["agents"]["accounts"] >= 2
     national = monthly_report_generate(actor=Actor.system("tests"), ministry=None, month=OCT)
     assert json.loads(bytes(national.content))["scope"] == "national"
 

@@ -113,7 +113,7 @@ def test_aggregates_stay_and_a_rerollup_gives_the_same_figures(aged):
                 "organizational_unit",
                 "meetings",
                 "participant_minutes",
-                "active_agents",
+                "agents_in_meetings",
                 "peak_concurrent",
             ),
             key=str,

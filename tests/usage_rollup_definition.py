@@ -24,7 +24,7 @@ from usage.retention import AGENT_PSEUDONYM_PREFIX
 FIELDS = (
     "meetings",
     "participant_minutes",
-    "active_agents",
+    "agents_in_meetings",
     "peak_concurrent",
     "average_meeting_seconds",
 )

@@ -29,7 +29,7 @@ class DailyUsageSerializer(serializers.ModelSerializer):
             "organizational_unit",
             "meetings",
             "participant_minutes",
-            "active_agents",
+            "agents_in_meetings",
             "peak_concurrent",
             "average_meeting_seconds",
             "computed_at",
@@ -97,21 +97,26 @@ class RolloutSerializer(serializers.Serializer):
 
     ministry = serializers.CharField(allow_null=True)
     name = serializers.CharField(allow_null=True)
-    provisioned_agents = serializers.IntegerField()
-    active_agents = serializers.IntegerField(help_text="Logged in within 30 days.")
+    agents_with_seat = serializers.IntegerField(
+        help_text="Active (not deactivated) accounts: each uses a licence seat."
+    )
+    agents_logged_in = serializers.IntegerField(
+        help_text="Agents with a seat who logged in within the last 30 days: what the "
+        "rollout goal counts."
+    )
     target_agents = serializers.IntegerField(allow_null=True)
     target_date = serializers.DateField(allow_null=True)
     progress_percent = serializers.IntegerField(allow_null=True)
     milestones = MilestoneSerializer(many=True)
-    weekly_active_agents = serializers.ListField(
+    weekly_agents_in_meetings = serializers.ListField(
         child=serializers.IntegerField(),
-        help_text="Agents with a session in the 30 days before each of the last 9 weeks.",
+        help_text="Distinct agents with a meeting session in the 30 days before each of "
+        "the last 9 weeks.",
     )
     trend_per_week = serializers.FloatField()
     projected_date = serializers.DateField(allow_null=True)
     status = serializers.ChoiceField(choices=["on_track", "at_risk", "late"], allow_null=True)
     seats = serializers.IntegerField()
-    seats_used = serializers.IntegerField()
     yearly_savings_eur = serializers.DecimalField(max_digits=14, decimal_places=2)
 
 

@@ -235,7 +235,7 @@ USAGE_COLUMNS = (
     Column("meetings", "int"),
     Column("participant_minutes", "int"),
     # Distinct agents do not add up across days: the busiest day's count is given.
-    Column("active_agents_max_day", "int"),
+    Column("agents_in_meetings_max_day", "int"),
     Column("peak_concurrent", "int"),
     Column("average_meeting_seconds", "int"),
 )
@@ -268,7 +268,7 @@ def usage_queryset(*, user, request: ExportRequest) -> QuerySet:
             "x_unit",
             "x_meetings",
             "x_minutes",
-            "x_active",
+            "x_agents",
             "x_peak",
             "x_seconds",
         )

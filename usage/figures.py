@@ -24,7 +24,7 @@ def period_totals() -> dict:
     return {
         "x_meetings": Sum("meetings"),
         "x_minutes": Sum("participant_minutes"),
-        "x_active": Max("active_agents"),
+        "x_agents": Max("agents_in_meetings"),
         "x_peak": Max("peak_concurrent"),
         "x_seconds": Sum(Cast("average_meeting_seconds", BigIntegerField()) * F("meetings")),
     }

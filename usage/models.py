@@ -27,7 +27,7 @@ class DailyUsage(models.Model):
     organizational_unit = models.CharField(_("organisational unit"), max_length=255, blank=True)
     meetings = models.PositiveIntegerField(_("meetings"), default=0)
     participant_minutes = models.BigIntegerField(_("participant-minutes"), default=0)
-    active_agents = models.PositiveIntegerField(_("distinct active agents"), default=0)
+    agents_in_meetings = models.PositiveIntegerField(_("distinct agents in meetings"), default=0)
     peak_concurrent = models.PositiveIntegerField(_("peak concurrent participants"), default=0)
     average_meeting_seconds = models.PositiveIntegerField(
         _("average meeting length (seconds)"), default=0

@@ -19,7 +19,7 @@ from usage.days import month_after, month_start
 from usage.figures import period_average_seconds, period_totals
 from usage.models import DailyUsage, MonthlyReport
 
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2  # 2: figures named for what they count (agents_in_meetings...)
 
 
 def previous_month(today: date | None = None) -> date:
@@ -32,7 +32,7 @@ def _figures(meetings: int, minutes: int, active: int, peak: int, seconds: int) 
     return {
         "meetings": meetings,
         "participant_minutes": minutes,
-        "active_agents": active,
+        "agents_in_meetings": active,
         "peak_concurrent": peak,
         "average_meeting_seconds": seconds,
     }
@@ -51,7 +51,7 @@ def monthly_report_content(*, ministry: Ministry | None, month: date) -> bytes:
             "day",
             "meetings",
             "participant_minutes",
-            "active_agents",
+            "agents_in_meetings",
             "peak_concurrent",
             "average_meeting_seconds",
         )
@@ -62,7 +62,7 @@ def monthly_report_content(*, ministry: Ministry | None, month: date) -> bytes:
         "meetings": meetings,
         "participant_minutes": month_totals["x_minutes"] or 0,
         # Distinct agents do not add up across days: the busiest day's count.
-        "active_agents_max_day": month_totals["x_active"] or 0,
+        "agents_in_meetings_max_day": month_totals["x_agents"] or 0,
         "peak_concurrent": month_totals["x_peak"] or 0,
         "average_meeting_seconds": period_average_seconds(month_totals["x_seconds"], meetings),
         "days_with_figures": len(days),
@@ -96,8 +96,10 @@ def monthly_report_content(*, ministry: Ministry | None, month: date) -> bytes:
         "days": days,
         "units": [{**u, "meetings": int(u["meetings"])} for u in units],
         "agents": {
-            "provisioned": agents.count(),
-            "active": agents.filter(is_active=True).count(),
+            # Every account the ministry has, deactivated ones included; then those
+            # with a seat (active accounts), as the console names them.
+            "accounts": agents.count(),
+            "with_seat": agents.filter(is_active=True).count(),
         },
         "seats": int(pools.aggregate(s=Sum("seats"))["s"] or 0),
     }

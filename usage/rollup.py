@@ -12,7 +12,7 @@ per ministry, per (ministry, organisational unit) and one national row
 - ``participant_minutes``: the overlap of each *ended* participant session with the
   day (a session crossing midnight is split between its days), summed in seconds
   and rounded to the nearest minute per row.
-- ``active_agents``: distinct agents with an ended participant session overlapping
+- ``agents_in_meetings``: distinct agents with an ended participant session overlapping
   the day; once a session is pseudonymised its agent is counted by its pseudonym.
   Guests (no agent) are not agents.
 - ``peak_concurrent``: the most participant sessions present at the same instant
@@ -115,7 +115,7 @@ def _write(figures: RollupFigures) -> int:
         connection.cursor() as cursor,
         cursor.cursor.copy(
             "COPY usage_dailyusage (ministry_id, day, organizational_unit, meetings, "
-            "participant_minutes, active_agents, peak_concurrent, average_meeting_seconds, "
+            "participant_minutes, agents_in_meetings, peak_concurrent, average_meeting_seconds, "
             "computed_at) FROM STDIN"
         ) as copy,
     ):

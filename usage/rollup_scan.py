@@ -107,7 +107,7 @@ class RollupFigures:
 
     def finished(self) -> Iterator[tuple]:
         """The rows as stored: ``(ministry id, day, unit, meetings, participant minutes,
-        active agents, peak, average meeting seconds)``, durations rounded half up."""
+        agents in meetings, peak, average meeting seconds)``, durations rounded half up."""
         for (day, ministry_id, unit), row in self.rows.items():
             meetings, seconds, agents, peak, ended, length = row
             average = round_half_up(length, ended * 1_000_000) if ended else 0

@@ -9,12 +9,12 @@ national rows, which would reveal the others' totals); anyone else reads nothing
 
 Rollout definitions:
 
-- provisioned agents: the ministry's active (not deactivated) agents; each uses a
-  seat of the pool (``licensing.selectors.savings_current``).
-- active agents (30 days): agents who logged in within 30 days, as the console's
-  progress counts them (``accounts.selectors.ministry_rollout_progress``).
+- agents with a seat: the ministry's active (not deactivated) agents; each uses a
+  seat of the pool (``accounts.selectors.agents_with_seat_count``).
+- agents logged in: agents with a seat who logged in within 30 days, as the
+  console's progress counts them (``accounts.selectors.ministry_rollout_progress``).
 - trend: for each of the last 9 weekly points (today, 7 days ago, … 56 days ago),
-  the distinct agents with a participant session in the 30 days before it (sessions
+  the distinct agents in meetings (a participant session) in the 30 days before it (sessions
   are the only history kept; a pseudonymised session counts by its pseudonym); the
   least-squares slope of those 9 points is the growth in agents per day.
 - forecast: ``projected_date`` = today + (target − active) / slope. Status:
@@ -39,7 +39,7 @@ from django.utils.translation import gettext as _
 
 from accounts.access import access_for
 from accounts.models import Ministry
-from accounts.selectors import ROLLOUT_ACTIVE_DAYS, ministry_rollout_progress
+from accounts.selectors import RECENT_LOGIN_DAYS, agents_with_seat_count, ministry_rollout_progress
 from licensing.models import LicencePool
 from licensing.selectors import savings_current
 from rooms.models import MeetingSession, ParticipantSession
@@ -114,13 +114,14 @@ def rollout_forecast(
     return Forecast(trend, projected, "late")
 
 
-def weekly_active_agents(*, ministry_ids, today: date) -> dict:
+def weekly_agents_in_meetings(*, ministry_ids, today: date) -> dict:
     """{ministry id: [9 weekly points, oldest first]}: distinct agents with a session
     in the 30 days before each point (one query per point)."""
     series = {pk: [0] * (TREND_WEEKS + 1) for pk in ministry_ids}
     for index in range(TREND_WEEKS + 1):
         point = today - timedelta(days=7 * (TREND_WEEKS - index))
-        start, end = period_bounds(point - timedelta(days=ROLLOUT_ACTIVE_DAYS - 1), point)
+        # The same 30 days as the goal's logins, so the two figures read side by side.
+        start, end = period_bounds(point - timedelta(days=RECENT_LOGIN_DAYS - 1), point)
         counts = (
             ParticipantSession.objects.filter(
                 ministry_id__in=ministry_ids, joined_at__gte=start, joined_at__lt=end
@@ -146,7 +147,7 @@ def weekly_active_agents(*, ministry_ids, today: date) -> dict:
 
 def _entry(*, ministry, provisioned, progress, weekly, savings, today) -> dict:
     forecast = rollout_forecast(
-        active=progress["active"],
+        active=progress["agents_logged_in"],
         target=progress["target"],
         target_date=progress["target_date"],
         weekly=weekly,
@@ -155,18 +156,17 @@ def _entry(*, ministry, provisioned, progress, weekly, savings, today) -> dict:
     return {
         "ministry": ministry.code if ministry else None,
         "name": ministry.name if ministry else None,
-        "provisioned_agents": provisioned,
-        "active_agents": progress["active"],
+        "agents_with_seat": provisioned,
+        "agents_logged_in": progress["agents_logged_in"],
         "target_agents": progress["target"],
         "target_date": progress["target_date"],
         "progress_percent": progress["percent"],
         "milestones": progress["milestones"],
-        "weekly_active_agents": weekly,
+        "weekly_agents_in_meetings": weekly,
         "trend_per_week": forecast.trend_per_week,
         "projected_date": forecast.projected_date,
         "status": forecast.status,
         "seats": savings.seats,
-        "seats_used": savings.active_agents,
         "yearly_savings_eur": savings.yearly_savings_eur.quantize(Decimal("0.01")),
     }
 
@@ -175,12 +175,8 @@ def rollout_overview(*, user) -> list[dict]:
     """One entry per ministry the caller reads, then the national entry (``ministry``
     None) for national roles."""
     today = timezone.localdate()
-    ministries = list(
-        rollout_ministries(user=user).annotate(
-            provisioned=Count("agents", filter=Q(agents__is_active=True))
-        )
-    )
-    series = weekly_active_agents(ministry_ids=[m.pk for m in ministries], today=today)
+    ministries = list(rollout_ministries(user=user).annotate(provisioned=agents_with_seat_count()))
+    series = weekly_agents_in_meetings(ministry_ids=[m.pk for m in ministries], today=today)
     entries = []
     for ministry in ministries:
         entries.append(
@@ -196,10 +192,10 @@ def rollout_overview(*, user) -> list[dict]:
     if access_for(user).reads_all:
         goals = [e for e in entries if e["target_agents"]]
         target = sum(e["target_agents"] for e in goals) or None
-        active = sum(e["active_agents"] for e in entries)
+        active = sum(e["agents_logged_in"] for e in entries)
         dates = [e["target_date"] for e in goals if e["target_date"]]
         national = {
-            "active": active,
+            "agents_logged_in": active,
             "target": target,
             "target_date": max(dates) if dates else None,
             "percent": min(100, round(100 * active / target)) if target else None,
@@ -211,7 +207,7 @@ def rollout_overview(*, user) -> list[dict]:
         entries.append(
             _entry(
                 ministry=None,
-                provisioned=sum(e["provisioned_agents"] for e in entries),
+                provisioned=sum(e["agents_with_seat"] for e in entries),
                 progress=national,
                 weekly=weekly,
                 savings=savings_current(user=user),

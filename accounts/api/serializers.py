@@ -32,7 +32,8 @@ class IdentifierListField(serializers.ListField):
 
 
 class RolloutMilestoneSerializer(serializers.ModelSerializer):
-    """A step towards the rollout goal: so many active agents by a date."""
+    """A step towards the rollout goal: so many agents logged in within
+    30 days by a date."""
 
     class Meta:
         model = RolloutMilestone

@@ -36,7 +36,7 @@ class LicencePoolViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
             "Savings",
             {
                 "seats": serializers.IntegerField(),
-                "active_agents": serializers.IntegerField(),
+                "agents_with_seat": serializers.IntegerField(),
                 "foreign_cost_eur": serializers.DecimalField(max_digits=14, decimal_places=2),
                 "sovereign_cost_eur": serializers.DecimalField(max_digits=14, decimal_places=2),
                 "yearly_savings_eur": serializers.DecimalField(max_digits=14, decimal_places=2),
@@ -59,7 +59,7 @@ class LicencePoolViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         return Response(
             {
                 "seats": figures.seats,
-                "active_agents": figures.active_agents,
+                "agents_with_seat": figures.agents_with_seat,
                 "foreign_cost_eur": f"{figures.foreign_cost_eur:.2f}",
                 "sovereign_cost_eur": f"{figures.sovereign_cost_eur:.2f}",
                 "yearly_savings_eur": f"{figures.yearly_savings_eur:.2f}",

@@ -4,7 +4,7 @@ without participants), crossing midnights and clock changes, still running or st
 before the range; stays of agents, guests and pseudonyms, of any ministry and unit
 (units on sessions without a ministry too), of no length, at local midnight, open, at
 microseconds or on a coarse grid (ties). Every meeting covers its stays' joins, as
-``rooms.webhooks`` keeps it."""
+``rooms.webhook_events`` keeps it."""
 
 import itertools
 from datetime import UTC, date, datetime, timedelta

@@ -7,7 +7,7 @@ small queries on meetings. Everything that depends on local days (splitting at
 midnight, distinct agents, peaks, meetings per unit) is then done with numpy on
 instants counted in microseconds. A unit's meetings also come from the stays found by
 meeting: those of meetings crossing the range's edges, and those still open; a
-meeting's span covers its joins (``rooms.webhooks`` keeps it so), so the others all
+meeting's span covers its joins (``rooms.webhook_events`` keeps it so), so the others all
 joined within the range. The figures defined in ``usage.rollup`` are computed here
 only; ``usage.rollup`` writes them.
 """
@@ -37,7 +37,7 @@ from usage.rollup_arrays import (
 # room's ministry number (0: none). ``boundary`` meetings may have sessions joined
 # outside the range (they started before it, or have not ended within it); the
 # others' sessions all joined within it, since a meeting's span covers its joins
-# (``rooms.webhooks`` keeps it so).
+# (``rooms.webhook_events`` keeps it so).
 MEETINGS_SQL = """
 CREATE TEMPORARY TABLE usage_rollup_meetings AS
 SELECT m.id, (row_number() OVER ())::int4 - 1 AS n, COALESCE(mm.m, 0) AS m,

@@ -31,7 +31,7 @@ CASES = [
 def test_the_api_and_scim_answer_each_error_alike(exc, status, code, rf):
     """The API's body carries the table's code and status; SCIM's error body the
     same status (and, where the table gives one, the same ``scimType``)."""
-    from scim.views import scim_error_response  # imported here: slow to import at collection
+    from scim.protocol import scim_error_response  # imported here: slow to import at collection
 
     described = error_describe(exc)
     assert (described.status, described.code) == (status, code)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -57,8 +59,6 @@ def client_ip(request) -> str | None:
     Behind the load balancer, the right-most X-Forwarded-For entry is the one the
     balancer appended; earlier entries are client-supplied and untrusted.
     """
-    from django.conf import settings
-
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if forwarded and getattr(settings, "TRUST_X_FORWARDED_FOR", False):
         return forwarded.split(",")[-1].strip() or None

@@ -22,6 +22,10 @@ import re
 import time
 from dataclasses import dataclass
 
+from django.core.cache import cache
+
+from controlplane.metrics import RATE_LIMITED
+
 logger = logging.getLogger(__name__)
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
@@ -68,8 +72,6 @@ def _window(limit: str, key: str, rate: Rate, now: float) -> tuple[str, int]:
 
 
 def _refuse(limit: str, rate: Rate, window: int, now: float, *, log: bool) -> RateLimited:
-    from controlplane.metrics import RATE_LIMITED
-
     RATE_LIMITED.labels(limit=limit).inc()
     retry_after = max(1, math.ceil((window + 1) * rate.seconds - now))
     if log:  # once per window and key, not once per refusal
@@ -80,8 +82,6 @@ def _refuse(limit: str, rate: Rate, window: int, now: float, *, log: bool) -> Ra
 def rate_limit_check(limit: str, *, key: str, rate: Rate, now: float | None = None) -> None:
     """RateLimited if ``key`` already used up ``limit`` in this window (counts nothing:
     for limits charged only by failures, see ``rate_limit_hit``)."""
-    from django.core.cache import cache
-
     if rate.count <= 0:
         return
     now = time.time() if now is None else now
@@ -97,8 +97,6 @@ def rate_limit_check(limit: str, *, key: str, rate: Rate, now: float | None = No
 
 def rate_limit_hit(limit: str, *, key: str, rate: Rate, now: float | None = None) -> None:
     """Count one request of ``key`` against ``limit``; RateLimited once over ``rate``."""
-    from django.core.cache import cache
-
     if rate.count <= 0:
         return
     now = time.time() if now is None else now

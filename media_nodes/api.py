@@ -1,6 +1,7 @@
 """Operators' API of media nodes: register (credentials checked against the node),
 cordon, drain, enable, remove. API secrets are write-only: never returned."""
 
+from django.db.models import Count, Q
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -72,8 +73,6 @@ class MediaNodeViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
             return MediaNode.objects.none()
         if not access_for(self.request.user).operator:
             raise PermissionDenied("Only platform operators manage media nodes.")
-        from django.db.models import Count, Q
-
         return MediaNode.objects.annotate(
             live_rooms=Count("allocations", filter=Q(allocations__closed_at__isnull=True))
         )

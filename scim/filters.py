@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 from django.db.models import Q
 from pydantic import ValidationError as PydanticValidationError
@@ -168,8 +169,6 @@ def _comparison(column: Column, node: Comparison) -> Q:
     if column.kind == "id":
         if op != CompareOperator.eq or not isinstance(value, str):
             raise InvalidFilterException(detail=f"“{node.attr_path}” only supports eq.")
-        from uuid import UUID
-
         try:
             return Q(**{column.field: UUID(value)})
         except ValueError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -250,8 +251,6 @@ def agents_erase_due(*, actor: Actor, now=None, limit: int = 1000) -> int:
 
 
 def _members(ministry: Ministry, member_ids: list[str]) -> list[Agent]:
-    from uuid import UUID
-
     wanted = []
     for raw in member_ids:
         try:

@@ -4,6 +4,10 @@ Times, each over ``--runs`` runs (wall clock, this machine):
 
 - ``manage.py check`` (what every operator command pays before doing anything);
 - ``pytest --collect-only`` (what every test run pays before its first test);
+- each of the two both without bytecode caches (``PYTHONDONTWRITEBYTECODE=1``, as
+  some machines export it: every module compiled again, every test module and
+  pytest plugin rewritten again) and with them (as ``make`` runs, which unexports
+  it; the caches warmed by the first run);
 - ``make run`` until ``/healthz`` answers: the first one on an empty ``var/``
   (a new demo database: migrations and seed), then a second one on the ``var/``
   the first left. The virtualenv and Node are taken as installed (their download
@@ -32,13 +36,18 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 NO_CACHE = ["-p", "no:cacheprovider"]
 
 
-def timed(command: list[str], env: dict | None = None) -> float:
+def timed(command: list[str], env: dict | None = None, *, bytecode: bool = True) -> float:
     """Wall time of a command that must succeed."""
+    environment = {**os.environ, **(env or {})}
+    if bytecode:
+        environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"
     started = time.perf_counter()
     subprocess.run(
         command,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env=environment,
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -85,7 +94,7 @@ def make_run_until_answer(port: int, timeout: float = 600) -> float:
 
 def summary(name: str, values: list[float]) -> None:
     shown = " / ".join(f"{v:.2f}" for v in values)
-    print(f"{name:<34} median {statistics.median(values):6.2f} s   ({shown})", flush=True)
+    print(f"{name:<44} median {statistics.median(values):6.2f} s   ({shown})", flush=True)
 
 
 def main() -> None:
@@ -95,19 +104,21 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    if "check" in parts:
-        summary(
-            "manage.py check",
-            [timed([str(PYTHON), "manage.py", "check"], {"DEBUG": "1"}) for _ in range(args.runs)],
-        )
-    if "collect" in parts:
-        summary(
-            "pytest --collect-only",
-            [
-                timed([str(PYTHON), "-m", "pytest", "--collect-only", "-q", *NO_CACHE])
-                for _ in range(args.runs)
-            ],
-        )
+    check = [str(PYTHON), "manage.py", "check"]
+    collect = [str(PYTHON), "-m", "pytest", "--collect-only", "-q", *NO_CACHE]
+    for bytecode, how in ((False, "no bytecode cache"), (True, "bytecode cache")):
+        if "check" in parts:
+            timed(check, {"DEBUG": "1"}, bytecode=bytecode)  # warms the caches, if any
+            summary(
+                f"manage.py check ({how})",
+                [timed(check, {"DEBUG": "1"}, bytecode=bytecode) for _ in range(args.runs)],
+            )
+        if "collect" in parts:
+            timed(collect, bytecode=bytecode)
+            summary(
+                f"pytest --collect-only ({how})",
+                [timed(collect, bytecode=bytecode) for _ in range(args.runs)],
+            )
     if "run" in parts:
         first, second = [], []
         for _ in range(args.runs):

@@ -3,7 +3,7 @@ stays at local midnights, picking distinct rows and sweeping for peaks.
 
 Kept apart from the SQL scan (``usage.rollup_scan``) because these functions touch
 no database: they work on instants counted in microseconds, as PostgreSQL sends them,
-and each is checked alone against a brute force (``tests/test_usage_sweep.py``).
+and each is checked alone against a brute force (``tests/usage/test_usage_sweep.py``).
 Working out a local day per row in SQL (``AT TIME ZONE``) costs more than the whole
 scan, so everything that depends on local days is done here.
 """

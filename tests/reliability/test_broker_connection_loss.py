@@ -17,9 +17,9 @@ from controlplane.celery import app
 from media_nodes import queueing
 from media_nodes.tasks import room_allocate_drain
 from rooms.models import Room
+from tests.media_nodes.test_placement import make_node
 from tests.reliability.processes import wait_for
 from tests.reliability.test_worker_killed import live, placement_waiting_on_a_lock, row_locked
-from tests.test_placement import make_node
 from tests.workers import celery_worker, output
 
 KOMBU_REDIS = "kombu.transport.redis:Transport"

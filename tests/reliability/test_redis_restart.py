@@ -12,8 +12,8 @@ import pytest
 from media_nodes.models import Allocation, MediaNode, PlacementRequest
 from rooms.models import Room
 from tests.factories import AgentFactory
+from tests.media_nodes.test_placement import make_node
 from tests.reliability.processes import agent_session, celery_beat, wait_for, web_server
-from tests.test_placement import make_node
 from tests.workers import celery_worker, errors, output
 
 pytestmark = pytest.mark.integration

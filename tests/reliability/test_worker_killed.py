@@ -13,8 +13,8 @@ from media_nodes import queueing
 from media_nodes.models import Allocation, PlacementRequest
 from rooms.models import Room
 from tests.conftest import requires_redis
+from tests.media_nodes.test_placement import make_node
 from tests.reliability.processes import wait_for
-from tests.test_placement import make_node
 from tests.workers import celery_worker, database_url, kill_group, output
 
 pytestmark = [requires_redis, pytest.mark.integration]

@@ -1,0 +1,1 @@
+"""Tests of accounts: ministries, agents, grants, tokens, CSV imports, ProConnect login."""

@@ -1,0 +1,2 @@
+"""Tests of the dev tools: the LiveKit simulator, the dev identity provider, the
+embedded PostgreSQL."""

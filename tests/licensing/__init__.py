@@ -1,0 +1,1 @@
+"""Tests of licence pools and seats."""

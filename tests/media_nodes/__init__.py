@@ -1,0 +1,1 @@
+"""Tests of media nodes: placement, queued placement requests, health, secret keys."""

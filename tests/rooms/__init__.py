@@ -1,0 +1,1 @@
+"""Tests of rooms: the rooms API, joining, and the LiveKit webhooks."""

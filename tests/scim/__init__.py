@@ -1,0 +1,1 @@
+"""Tests of the SCIM 2.0 edge."""

@@ -1,0 +1,1 @@
+"""Tests of usage: the roll-up, exports, reports, retention, personal data."""

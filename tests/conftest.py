@@ -1,23 +1,21 @@
-"""Shared fixtures: two ministries A and B and one caller of each kind."""
+"""Shared fixtures: two ministries A and B and one caller of each kind, and a CSV
+upload through the API (the accounts and the metrics tests both send one)."""
 
 from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import translation
-from rest_framework.test import APIClient
 
 from accounts.models import Role
-from accounts.tokens import api_token_create
-from audit.actor import Actor
 from controlplane.celery import app as celery_app
 from tests.factories import AgentFactory, MinistryFactory, grant
 
 pytest_plugins = ["tests.oidc_fixtures"]
 
-requires_redis = pytest.mark.skipif(
-    not settings.REDIS_AVAILABLE, reason="Redis does not answer on 127.0.0.1:6379"
-)
+# Two rows: one agent to create, one of a domain that is not the ministry's (an error).
+IMPORT_CSV = "Courriel;Prénom;Nom\nanne@alpha.gouv.fr;Anne;Leroy\nbad@nowhere.fr;X;Y\n"
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -91,17 +89,24 @@ def world(db) -> World:
     )
 
 
-def client_as(user) -> APIClient:
-    """An API client logged in with a session (as the console does), asking for English."""
-    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
-    if user is not None:
-        client.force_login(user)
-    return client
+@pytest.fixture
+def upload(django_capture_on_commit_callbacks):
+    """POST a file, let the job's task run (eager, once the request commits), reread it."""
 
+    def post(client, apply=False, content=IMPORT_CSV.encode("cp1252"), ministry="alpha"):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                "/api/v1/agent-imports/",
+                {
+                    "ministry": ministry,
+                    "apply": apply,
+                    "file": SimpleUploadedFile("agents.csv", content, content_type="text/csv"),
+                },
+                format="multipart",
+            )
+        if response.status_code != 202:
+            return response
+        assert response.json()["state"] == "pending"
+        return client.get(f"/api/v1/agent-imports/{response.json()['id']}/")
 
-def client_with_token(admin, ministry, role: str) -> APIClient:
-    """An API client carrying a fresh API token of ``ministry`` with ``role``."""
-    _, clear = api_token_create(
-        actor=Actor(user=admin, label="tests"), ministry=ministry, role=role, name="tests"
-    )
-    return APIClient(HTTP_AUTHORIZATION=f"Bearer {clear}", HTTP_ACCEPT_LANGUAGE="en")
+    return post

@@ -10,9 +10,9 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from accounts.models import Ministry, MinistryDomain, MinistrySiret
+from accounts.models import Ministry, MinistrySiret
 from accounts.oidc import provider
-from tests.factories import licence_pool, with_luhn_key
+from tests.factories import MinistryDomainFactory, licence_pool, with_luhn_key
 
 SIRET_A = with_luhn_key("1100440130001")
 SIRET_B = with_luhn_key("1300181530001")
@@ -57,7 +57,7 @@ def make_ministries():
         (alpha, "alpha.gouv.fr", SIRET_A),
         (bravo, "bravo.gouv.fr", SIRET_B),
     ):
-        MinistryDomain.objects.create(ministry=ministry, domain=domain)
+        MinistryDomainFactory(ministry=ministry, domain=domain)
         MinistrySiret.objects.create(ministry=ministry, siret=siret)
         licence_pool(ministry, seats=100)
     return alpha, bravo

@@ -11,6 +11,7 @@ from accounts.models import Agent
 from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.services import NoFreeSeat
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +59,7 @@ def test_apply_creates_then_a_second_apply_changes_nothing(world):
 
 def test_each_bad_row_is_an_error_with_line_column_and_reason(world):
     """Wrong domain, bad email, duplicates, another ministry's agent, ragged row."""
-    Agent.objects.create(email="moved@alpha.gouv.fr", ministry=world.b)
+    AgentFactory(email="moved@alpha.gouv.fr", ministry=world.b, imported=True)
     text = (
         "email,given name,usual name,external id\n"
         "ok@alpha.gouv.fr,Ok,Fine,X-1\n"  # line 2: create
@@ -177,7 +178,7 @@ def test_command_previews_then_applies(world, tmp_path):
 
 def test_an_agent_on_a_row_in_error_is_not_deactivated(world):
     """--deactivate-missing spares an agent whose row has an error: they are in the file."""
-    Agent.objects.create(email="other@alpha.gouv.fr", ministry=world.a, external_id="TAKEN")
+    AgentFactory(email="other@alpha.gouv.fr", ministry=world.a, external_id="TAKEN", imported=True)
     text = f"email,external id\n{world.agent_a.email},TAKEN\n"
     result = plan(world, text, deactivate_missing=True)
     assert [r.action for r in result.rows if r.email == world.agent_a.email] == ["error"]

@@ -1,36 +1,11 @@
 """CSV imports through the API: a job row, run by a task, followed by its state."""
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Agent, AgentImportJob
-from tests.conftest import client_as, client_with_token
+from tests.support.clients import client_as, client_with_token
 
 pytestmark = pytest.mark.django_db
-CSV = "Courriel;Prénom;Nom\nanne@alpha.gouv.fr;Anne;Leroy\nbad@nowhere.fr;X;Y\n"
-
-
-@pytest.fixture
-def upload(django_capture_on_commit_callbacks):
-    """POST a file, let the job's task run (eager, once the request commits), reread it."""
-
-    def post(client, apply=False, content=CSV.encode("cp1252"), ministry="alpha"):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                "/api/v1/agent-imports/",
-                {
-                    "ministry": ministry,
-                    "apply": apply,
-                    "file": SimpleUploadedFile("agents.csv", content, content_type="text/csv"),
-                },
-                format="multipart",
-            )
-        if response.status_code != 202:
-            return response
-        assert response.json()["state"] == "pending"
-        return client.get(f"/api/v1/agent-imports/{response.json()['id']}/")
-
-    return post
 
 
 def test_preview_then_apply(world, upload):

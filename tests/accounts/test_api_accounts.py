@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from accounts.models import Agent, ApiToken, Ministry, MinistryDomain, Role, RoleGrant
 from audit.models import AuditEvent
-from tests.conftest import client_as, client_with_token
+from tests.factories import MinistryDomainFactory
+from tests.support.clients import client_as, client_with_token
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +87,7 @@ def test_the_database_refuses_a_shared_domain(world):
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        MinistryDomain.objects.create(ministry=world.b, domain="alpha.gouv.fr")
+        MinistryDomainFactory(ministry=world.b, domain="alpha.gouv.fr")
 
 
 def test_operator_updates_identifiers(world):

@@ -7,16 +7,8 @@ import shutil
 import pytest
 
 from accounts.models import Agent
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from tests.factories import AgentFactory
+from tests.support.browser import ARGS, CHROMIUM
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -31,9 +23,7 @@ def test_agent_logs_in_through_the_provider_page(rp, live_server, monkeypatch, t
     """Click ProConnect, pick the account on the IdP's page, see one's name and ministry."""
     from playwright.sync_api import sync_playwright
 
-    agent = Agent(email="jeanne.martin@alpha.gouv.fr", ministry=rp.alpha)
-    agent.set_unusable_password()
-    agent.save()
+    agent = AgentFactory(email="jeanne.martin@alpha.gouv.fr", ministry=rp.alpha, imported=True)
     # Playwright's sync API runs an event loop in this thread; the live server, in its
     # own thread, does the database work.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -12,8 +12,8 @@ from accounts import tasks
 from accounts.models import Agent, AgentImportJob, Role
 from accounts.tasks import JobProgress, agent_import_job_run
 from audit.models import AuditEvent
-from tests.conftest import client_as
-from tests.factories import AgentFactory, MinistryFactory, grant
+from tests.factories import AgentFactory, AgentImportJobFactory, MinistryFactory, grant
+from tests.support.clients import client_as
 
 
 def csv_of(ministry, count: int, prefix: str = "new") -> bytes:
@@ -24,7 +24,7 @@ def csv_of(ministry, count: int, prefix: str = "new") -> bytes:
 
 def job_for(ministry, admin, content: bytes, *, apply: bool = True) -> AgentImportJob:
     """A pending job, as the upload leaves it (its task is run by the test)."""
-    return AgentImportJob.objects.create(
+    return AgentImportJobFactory(
         ministry=ministry, created_by=admin, content=content, filename="a.csv", apply=apply
     )
 

@@ -18,6 +18,7 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from audit.services import audit_chain_verify
 from tests import oidc_helpers as h
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 JEANNE = "jeanne.martin@alpha.gouv.fr"
@@ -26,10 +27,7 @@ PAUL = "paul.durand@bravo.gouv.fr"
 
 def imported(ministry, email, **fields):
     """An agent as a CSV import leaves them: known by email, no sub yet."""
-    agent = Agent(email=email, ministry=ministry, **fields)
-    agent.set_unusable_password()
-    agent.save()
-    return agent
+    return AgentFactory(email=email, ministry=ministry, imported=True, **fields)
 
 
 def refusals():

@@ -5,7 +5,7 @@ import pytest
 from accounts.models import Ministry, MinistryDomain, PendingRoleGrant, RolloutMilestone
 from audit.models import AuditEvent
 from licensing.models import LicencePool
-from tests.conftest import client_as
+from tests.support.clients import client_as
 
 pytestmark = pytest.mark.django_db
 

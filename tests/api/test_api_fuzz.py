@@ -21,8 +21,8 @@ import yaml
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
-from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
+from django.utils.crypto import get_random_string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +35,7 @@ from licensing.models import LicencePool
 from media_nodes import services as media_node_services
 from rooms.services import room_create
 from scim.services import directory_token_issue
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory, api_token_issued
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = schemathesis.openapi.from_path(ROOT / "docs" / "openapi.yaml")
@@ -121,7 +121,7 @@ def scene(world, requests_keep_the_test_connection):
         room_create(actor=Actor(user=agent, label="fuzz"), name="Point")
         for agent in (world.agent_a, world.agent_b)
     ]
-    make_node("paris-1")
+    MediaNodeFactory(name="paris-1")
     known = {
         "/api/v1/agent-imports/": [str(j.pk) for j in AgentImportJob.objects.all()],
         "/api/v1/agents/": [str(world.agent_a.pk), str(world.agent_b.pk)],
@@ -151,17 +151,12 @@ def credentials(world, role):
     """Headers and cookies of ``role`` (a session gets its CSRF pair, as a browser)."""
     kind, who = ROLES[role]
     if kind == "token":
-        _, clear = api_token_create(
-            actor=Actor(user=world.admin_a, label="fuzz"),
-            ministry=world.a,
-            role=who,
-            name="fuzz caller",
-        )
+        _, clear = api_token_issued(world.admin_a, world.a, who, name="fuzz caller")
         return {"Authorization": f"Bearer {clear}"}, {}
     if kind == "session":
         client = Client()
         client.force_login(getattr(world, who))
-        csrf = _get_new_csrf_string()
+        csrf = get_random_string(32)  # a CSRF secret: 32 letters and digits
         cookies = {"sessionid": client.cookies["sessionid"].value, "csrftoken": csrf}
         return {"X-CSRFToken": csrf}, cookies
     return {}, {}

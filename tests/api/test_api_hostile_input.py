@@ -1,16 +1,18 @@
 """Regressions of what the API fuzzing found: NUL bytes reaching PostgreSQL (500),
 responses the committed schema did not describe."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from accounts.models import ApiToken
 from scim.models import DirectoryToken
-from tests.api.test_api_fuzz import ROOT
-from tests.conftest import client_as, client_with_token
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory
+from tests.support.clients import client_as, client_with_token
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 
 
@@ -59,7 +61,7 @@ def test_a_nul_in_a_ministry_code_is_a_field_error(world, path, body):
 )
 def test_a_url_naming_nothing_is_a_json_404(world, path):
     """Lookups are slugs: anything else (a NUL) is a 404 with the API's JSON body."""
-    make_node("paris-1")
+    MediaNodeFactory(name="paris-1")
     response = refusing(client_as(world.operator)).get(path)
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}

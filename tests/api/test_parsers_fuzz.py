@@ -369,7 +369,7 @@ def test_an_upload_with_nul_and_formulas_ends_done_with_a_safe_errors_file(
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from accounts.models import AgentImportJob
-    from tests.conftest import client_as
+    from tests.support.clients import client_as
 
     raw = b"email,nom\nanne@alpha.gouv.fr,Le\x00roy\n=cmd|' /C calc'!A0,@SUM(A1)\n"
     with django_capture_on_commit_callbacks(execute=True):  # the task runs (eager)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.conftest import client_as
 from tests.factories import AgentFactory, MinistryFactory
+from tests.support.clients import client_as
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from audit.models import AuditEvent
 from licensing.models import LicencePool
 from scim.models import DirectoryToken
 from scim.services import directory_token_issue
-from tests.conftest import client_as, client_with_token
 from tests.factories import AgentFactory
+from tests.support.clients import client_as, client_with_token
 
 pytestmark = pytest.mark.django_db
 

@@ -45,9 +45,8 @@ from rooms.models import Room
 from rooms.services import room_create
 from scim.models import DirectoryGroup, DirectoryToken
 from scim.services import directory_token_issue
-from tests.factories import AgentFactory
-from tests.media_nodes.test_placement import make_node
-from usage.models import DailyUsage, MonthlyReport
+from tests.factories import AgentFactory, DailyUsageFactory, MediaNodeFactory
+from usage.models import MonthlyReport
 from usage.reports import monthly_report_generate
 
 pytestmark = pytest.mark.django_db
@@ -836,10 +835,10 @@ def scene(world):
     world.room_b = room_create(actor=Actor(user=world.agent_b, label="b"), name="Équipe B")
     world.group_b = DirectoryGroup.objects.create(ministry=world.b, display_name="Équipe B")
     world.group_b.members.add(world.agent_b)
-    DailyUsage.objects.create(ministry=world.b, day=date(2026, 1, 5), meetings=3)
+    DailyUsageFactory(ministry=world.b, day=date(2026, 1, 5), meetings=3)
     world.report_b = monthly_report_generate(actor=system, ministry=world.b, month=date(2026, 1, 1))
     world.event_b = AuditEvent.objects.filter(ministry_id=world.b.pk).first()
-    make_node("paris-1")
+    MediaNodeFactory(name="paris-1")
     world.superuser = AgentFactory(ministry=None, is_staff=True, is_superuser=True)
 
     def session(user):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_redis
+from tests.support.skips import requires_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 

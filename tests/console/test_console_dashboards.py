@@ -11,10 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from console.dashboards import dashboard_data
-from rooms.models import MeetingSession, ParticipantSession
-from usage.models import DailyUsage
+from tests.support.browser import ARGS, CHROMIUM
+from tests.usage_scenes import two_weeks_of_usage
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,33 +23,9 @@ def browser_client(agent):
     return client
 
 
-def usage(world):
-    """Two weeks of roll-up rows for A and B and the national rows, plus sessions."""
-    today = timezone.localdate()
-    monday = today - timedelta(days=today.weekday())
-    for ministry, meetings in ((world.a, 3), (world.b, 5), (None, 8)):
-        for day in (monday, monday - timedelta(days=7)):
-            DailyUsage.objects.create(
-                ministry=ministry, day=day, meetings=meetings, participant_minutes=meetings * 60
-            )
-    meeting = MeetingSession.objects.create(
-        room_name="r", ministry=world.a, livekit_sid="RM_dash", started_at=timezone.now()
-    )
-    for i, agent in enumerate((world.agent_a, world.admin_a)):
-        ParticipantSession.objects.create(
-            meeting=meeting,
-            agent=agent,
-            ministry=world.a,
-            identity=str(agent.pk),
-            participant_sid=f"PA_{i}",
-            joined_at=timezone.now(),
-        )
-    return monday
-
-
 @pytest.mark.django_db
 def test_dashboard_figures(world):
-    usage(world)
+    two_weeks_of_usage(world)
     world.a.rollout_target_agents = 50
     world.a.rollout_target_date = timezone.localdate() + timedelta(days=90)
     world.a.save()
@@ -66,7 +41,7 @@ def test_dashboard_figures(world):
 
 @pytest.mark.django_db
 def test_dashboard_access(world):
-    usage(world)
+    two_weeks_of_usage(world)
     assert (
         browser_client(world.national_auditor).get("/console/tableau-de-bord/").status_code == 200
     )
@@ -92,9 +67,7 @@ def test_dashboard_access(world):
 def test_national_dashboard_renders_in_chromium(world, live_server, monkeypatch, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.accounts.test_browser_login import ARGS
-
-    usage(world)
+    two_weeks_of_usage(world)
     session = browser_client(world.national_auditor).cookies["sessionid"].value
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     shots = ROOT / "var" / "screenshots"

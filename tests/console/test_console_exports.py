@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
-from tests.usage.test_usage_exports import make_sessions, make_usage
+from tests.usage_scenes import october_sessions, october_usage
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def test_french_page_renders(world):
 
 def test_submitting_the_form_downloads_the_export(world):
     """A valid form streams the file, scoped to the caller, and audits it."""
-    make_usage(world)
+    october_usage(world)
     response = browser(world.auditor_a).post("/console/exports/", FORM)
     assert response.status_code == 200 and response.streaming
     raw = b"".join(response.streaming_content)
@@ -55,7 +55,7 @@ def test_submitting_the_form_downloads_the_export(world):
 
 def test_sessions_xlsx_from_the_console(world):
     """Any dataset and format the API has."""
-    make_sessions(world)
+    october_sessions(world)
     response = browser(world.operator).post(
         "/console/exports/", {**FORM, "dataset": "sessions", "format": "xlsx"}
     )

@@ -5,7 +5,7 @@ from django.test import Client
 
 from media_nodes.models import MediaNode
 from rooms.models import Room
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory, MeetingSessionFactory, ParticipantSessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ def browser(agent):
 
 
 def test_agent_creates_and_joins_a_room_in_french(world):
-    make_node("paris-1")
+    MediaNodeFactory(name="paris-1")
     page = browser(world.agent_a).get("/console/reunions/")
     assert page.status_code == 200 and "Réunions" in page.content.decode()
     created = browser(world.agent_a).post(
@@ -45,7 +45,7 @@ def test_no_node_french_message_on_join(world):
 
 
 def test_nodes_page_for_operators_only(world):
-    make_node("paris-1")
+    MediaNodeFactory(name="paris-1")
     assert browser(world.admin_a).get("/console/noeuds/").status_code == 403
     assert (
         browser(world.auditor_a)
@@ -64,7 +64,6 @@ def test_nodes_page_for_operators_only(world):
 def test_checklist_first_meeting_held_once_someone_left_a_meeting(world):
     from django.utils import timezone
 
-    from rooms.models import MeetingSession, ParticipantSession
     from usage.selectors import ministry_checklist
 
     def held(ministry):
@@ -73,10 +72,10 @@ def test_checklist_first_meeting_held_once_someone_left_a_meeting(world):
 
     assert not held(world.a)
     now = timezone.now()
-    meeting = MeetingSession.objects.create(
+    meeting = MeetingSessionFactory(
         room_name="x", ministry=world.a, livekit_sid="RM_1", started_at=now
     )
-    session = ParticipantSession.objects.create(
+    session = ParticipantSessionFactory(
         meeting=meeting, identity="i", participant_sid="PA_1", joined_at=now
     )
     assert not held(world.a)  # still in the meeting

@@ -11,6 +11,7 @@ from accounts.login import agent_login
 from accounts.models import Agent, AgentImportJob, Ministry, MinistryDomain, PendingRoleGrant
 from audit.models import AuditEvent
 from licensing.models import LicencePool
+from tests.factories import AgentImportJobFactory, MinistryDomainFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -168,7 +169,7 @@ def test_a_domain_claimed_before_confirmation_writes_nothing(client, world):
     reason shown, and no ministry is created."""
     client.force_login(world.operator)
     fill_steps(client)
-    MinistryDomain.objects.create(ministry=world.b, domain="mi.gouv.fr")
+    MinistryDomainFactory(ministry=world.b, domain="mi.gouv.fr")
     before = written()
     response = client.post(step_url(6), {"confirm": "1"}, follow=True)
     page = response.content.decode()
@@ -293,9 +294,7 @@ def test_goal_progress_counts_agents_active_in_the_last_30_days(client, world):
 def test_import_page_shows_progress_and_refreshes_while_running(client, world):
     """A running import shows rows done out of the total and refreshes itself; a
     finished one stops refreshing."""
-    job = AgentImportJob.objects.create(
-        ministry=world.a, content=b"", state="running", rows_total=200, rows_done=50
-    )
+    job = AgentImportJobFactory(ministry=world.a, state="running", rows_total=200, rows_done=50)
     client.force_login(world.admin_a)
     page = client.get(f"/console/imports/{job.pk}/").content.decode()
     assert '<meta http-equiv="refresh"' in page

@@ -10,8 +10,8 @@ from audit.actor import Actor
 from audit.services import audit_record
 from audit.tasks import audit_chain_verify_task
 from controlplane.celery import app
-from tests.conftest import requires_redis
 from tests.factories import MinistryFactory
+from tests.support.skips import requires_redis
 from tests.workers import celery_worker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ import pytest
 from django.db.utils import OperationalError
 
 from controlplane import health
-from tests.conftest import requires_redis
+from tests.support.skips import requires_redis
 
 
 @pytest.mark.django_db

@@ -11,11 +11,11 @@ from contextlib import contextmanager
 import pytest
 from django.test import Client
 
-from accounts.models import Agent
 from audit.actor import Actor
 from controlplane import logs
 from controlplane.celery import app as celery_app
 from scim.services import directory_token_issue
+from tests.factories import AgentFactory
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -141,9 +141,7 @@ def test_login_and_scim_paths_log_no_secret_or_personal_data(rp, live_server):
         seen["access_token"], seen["id_token"] = body["access_token"], body["id_token"]
 
     rp.mitm.rewrite_tokens(keep_tokens)
-    jeanne = Agent(email="jeanne.martin@alpha.gouv.fr", ministry=rp.alpha)
-    jeanne.set_unusable_password()
-    jeanne.save()
+    jeanne = AgentFactory(email="jeanne.martin@alpha.gouv.fr", ministry=rp.alpha, imported=True)
     _, directory_token = directory_token_issue(actor=Actor.system("tests"), ministry=rp.alpha)
     scim = Client(HTTP_AUTHORIZATION=f"Bearer {directory_token}")
     new_email = "claire.dupont@alpha.gouv.fr"

@@ -8,29 +8,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from accounts.models import Agent, AgentImportJob
+from accounts.models import Agent
 from media_nodes import queueing
 from media_nodes.models import MediaNode
-from tests.accounts.test_agent_import_api import upload  # noqa: F401 - a fixture
-from tests.conftest import client_as, requires_redis
-from tests.media_nodes.test_placement import make_node
+from tests.factories import AgentFactory, AgentImportJobFactory, MediaNodeFactory
+from tests.support.clients import client_as
+from tests.support.metrics import parse, value
+from tests.support.skips import requires_redis
+from tests.support.webhooks import deliver, make_event, post
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def parse(text: str) -> dict:
-    """{(sample name, frozenset of labels): value} of an exposition."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def scrape(client, **extra) -> dict:
@@ -51,11 +39,9 @@ def test_a_login_and_an_allocation_are_counted(rp, live_server):
         return parse(response.text)
 
     before = over_http()
-    agent = Agent(email="jeanne.martin@alpha.gouv.fr", ministry=rp.alpha)
-    agent.set_unusable_password()
-    agent.save()
+    agent = AgentFactory(email="jeanne.martin@alpha.gouv.fr", ministry=rp.alpha, imported=True)
     assert rp.browser().login(agent.email).url.endswith("/console/")
-    make_node("paris-1", region="paris")
+    MediaNodeFactory(name="paris-1", region="paris")
     client = client_as(Agent.objects.get(pk=agent.pk))
     room = client.post("/api/v1/rooms/", {"name": "Point", "expected_size": 5}, format="json")
     assert room.status_code == 201, room.content
@@ -120,11 +106,11 @@ def test_request_metrics_name_the_route_not_the_path(client, world):
 def test_state_is_read_at_scrape_time(client, world):
     """Nodes by state and health, import jobs by state and queue depths come from the
     database and Redis when scraped, whichever process answers."""
-    make_node("paris-1")
-    make_node("paris-2", state=MediaNode.State.DRAINING)
-    make_node("lyon-1", is_up=False)
+    MediaNodeFactory(name="paris-1")
+    MediaNodeFactory(name="paris-2", state=MediaNode.State.DRAINING)
+    MediaNodeFactory(name="lyon-1", is_up=False)
     for state in ("pending", "running", "running", "failed"):
-        AgentImportJob.objects.create(ministry=world.a, content=b"", state=state)
+        AgentImportJobFactory(ministry=world.a, state=state)
     r = queueing.client()
     r.delete(queueing.PENDING)
     r.rpush(queueing.PENDING, "a|paris|n1", "b||n2")
@@ -196,7 +182,7 @@ def test_multiprocess_mode_sums_every_process(client, tmp_path, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_finished_imports_are_counted_with_their_rows(client, world, upload):  # noqa: F811
+def test_finished_imports_are_counted_with_their_rows(client, world, upload):
     """A preview and an applied import count as finished jobs, and their rows by action."""
     before = scrape(client)
     admin = client_as(world.admin_a)
@@ -218,10 +204,7 @@ def test_finished_imports_are_counted_with_their_rows(client, world, upload):  #
 def test_webhooks_are_counted_by_event_and_outcome(client, world):
     """A signed room_started is counted as processed, its replay as duplicate, and an
     unsigned delivery as refused (401) before its event is known."""
-    from tests.rooms.test_webhooks import deliver, make_event, post
-    from tests.rooms.test_webhooks import make_node as make_signing_node
-
-    node = make_signing_node("paris-1")
+    node = MediaNodeFactory(name="paris-1")
     event = make_event("room_started", room_name="abc-defg-hij")
     before = scrape(client)
     assert deliver(event, node).status_code == 200

@@ -10,10 +10,9 @@ import requests
 from django.test import Client
 
 from media_nodes import queueing
-from rooms.models import Room
-from tests.conftest import requires_redis
-from tests.controlplane.test_metrics import parse, value
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory, RoomFactory
+from tests.support.metrics import parse, value
+from tests.support.skips import requires_redis
 from tests.workers import celery_worker
 from tests.workers import output as worker_output
 
@@ -35,10 +34,8 @@ def test_worker_carries_the_request_id_and_serves_its_metrics(world, settings, t
     settings.METRICS_TOKEN = "worker-metrics-token-for-the-test-0123456789"
     r = queueing.client()
     r.delete(queueing.PENDING, *[queueing.SLOT.format(i) for i in range(16)])
-    make_node("paris-1")
-    room = Room.objects.create(
-        slug="obs-erva-bles", name="r", owner=world.agent_a, ministry=world.a
-    )
+    MediaNodeFactory(name="paris-1")
+    room = RoomFactory(slug="obs-erva-bles", name="r", owner=world.agent_a)
     port = free_port()
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),

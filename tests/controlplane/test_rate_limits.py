@@ -13,7 +13,7 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from controlplane.ratelimit import Rate, RateLimited, rate_limit_hit
 from scim.services import directory_token_issue
-from tests.conftest import client_as
+from tests.support.clients import client_as
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from controlplane.security import content_security_policy
-from tests.conftest import client_as, requires_redis
+from tests.support.browser import ARGS, CHROMIUM
+from tests.support.clients import client_as
+from tests.support.production_env import PRODUCTION_ENV
+from tests.support.skips import requires_redis
+from tests.usage_scenes import two_weeks_of_usage
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 
 
 def directives(header: str) -> dict[str, list[str]]:
@@ -126,8 +129,6 @@ def test_production_settings_send_hsts_secure_cookies_and_referrer_policy():
     """With DEBUG off and nothing else said (as in production): HSTS with subdomains
     and preload, every cookie Secure and HttpOnly, a same-origin Referrer-Policy,
     plain HTTP redirected to HTTPS."""
-    from tests.controlplane.test_settings import PRODUCTION_ENV
-
     env = {
         k: v
         for k, v in os.environ.items()
@@ -173,10 +174,7 @@ def test_console_pages_break_no_policy_in_chromium(world, live_server, monkeypat
     the API docs and the login page, and DSFR's and the console's scripts still run."""
     from playwright.sync_api import sync_playwright
 
-    from tests.accounts.test_browser_login import ARGS
-    from tests.console.test_console_dashboards import usage
-
-    usage(world)
+    two_weeks_of_usage(world)
     pages = [
         "/console/connexion/",
         "/console/",

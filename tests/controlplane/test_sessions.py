@@ -5,7 +5,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from controlplane.sessions import SessionStore
-from tests.conftest import requires_redis
+from tests.support.skips import requires_redis
 
 REDIS_CACHE = {
     "default": {

@@ -14,8 +14,8 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool
 from licensing.services import NoFreeSeat, licence_pool_create
-from tests.conftest import client_as
 from tests.factories import MinistryFactory
+from tests.support.clients import client_as
 
 
 def _fill(ministry, seats):

@@ -9,10 +9,8 @@ from django.test import Client
 
 from controlplane.celery import app
 from media_nodes.models import Allocation, MediaNode
-from rooms.models import Room
-from tests.conftest import requires_redis
-from tests.factories import AgentFactory
-from tests.media_nodes.test_placement import make_node
+from tests.factories import AgentFactory, MediaNodeFactory, RoomFactory
+from tests.support.skips import requires_redis
 from tests.workers import celery_worker
 
 pytestmark = [requires_redis, pytest.mark.integration]
@@ -22,12 +20,9 @@ pytestmark = [requires_redis, pytest.mark.integration]
 def test_500_concurrent_joins_on_200_rooms_across_5_nodes(world, settings):
     """Exactly one allocation per room, no node over capacity, every join answered."""
     settings.JOIN_WAIT_SECONDS = 20
-    nodes = [make_node(f"node-{i}", capacity=450) for i in range(5)]
+    nodes = [MediaNodeFactory(name=f"node-{i}", capacity=450) for i in range(5)]
     owner = world.agent_a
-    rooms = [
-        Room.objects.create(slug=f"aaa-bbbb-{i:03d}", name="r", owner=owner, ministry=world.a)
-        for i in range(200)
-    ]
+    rooms = [RoomFactory(slug=f"aaa-bbbb-{i:03d}", name="r", owner=owner) for i in range(200)]
     agents = [AgentFactory(ministry=world.a) for _ in range(25)]
     plan = [(agents[i % 25], rooms[i % 200].slug) for i in range(500)]
     statuses, errors = [], []

@@ -15,7 +15,7 @@ from media_nodes import services
 from media_nodes.allocations import allocation_place
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.tasks import media_node_probe_all, media_node_reconcile_all
-from rooms.services import room_create
+from tests.factories import room_created_by
 
 pytestmark = pytest.mark.django_db
 
@@ -47,10 +47,7 @@ def add(sim, name, **extra):
 def rooms_on(node, world, count):
     """Place ``count`` rooms, all on ``node`` (the others cordoned meanwhile)."""
     MediaNode.objects.exclude(pk=node.pk).update(state="cordoned")
-    rooms = [
-        room_create(actor=Actor(user=world.agent_a, label="t"), name=f"r{i}", expected_size=5)
-        for i in range(count)
-    ]
+    rooms = [room_created_by(world.agent_a, size=5, name=f"r{i}") for i in range(count)]
     for room in rooms:
         assert allocation_place(room_id=room.pk).node_id == node.pk
     MediaNode.objects.exclude(pk=node.pk).update(state="active")
@@ -148,7 +145,7 @@ def test_a_drained_node_empties_then_is_released(sims, world):
     )
     media_node_probe_all()  # before the deadline: rooms stay, no new ones come
     assert Allocation.objects.filter(node=node, closed_at__isnull=True).count() == 5
-    extra = room_create(actor=Actor(user=world.agent_a, label="t"), name="x", expected_size=5)
+    extra = room_created_by(world.agent_a, size=5, name="x")
     assert MediaNode.objects.get(pk=allocation_place(room_id=extra.pk).node_id).name == "new"
     MediaNode.objects.filter(pk=node.pk).update(drain_deadline=timezone.now())
     media_node_probe_all()  # deadline passed: rooms move

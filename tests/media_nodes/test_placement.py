@@ -9,38 +9,22 @@ from django.db import IntegrityError, connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.actor import Actor
 from audit.models import AuditEvent
 from media_nodes import placement
 from media_nodes.allocations import allocation_live_get, allocation_place
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.placement import NoNodeAvailable
 from rooms.models import Room
-from rooms.services import room_create
-from tests.factories import AgentFactory, MinistryFactory
+from tests.factories import (
+    AgentFactory,
+    AllocationFactory,
+    MediaNodeFactory,
+    MinistryFactory,
+    RoomFactory,
+    room_created_by,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def make_node(name, *, capacity=100, region="paris", tags=(), reserved=0, observed=0, **extra):
-    node = MediaNode(
-        name=name,
-        url=f"http://127.0.0.1:1/{name}",
-        api_key="key",
-        region=region,
-        capacity=capacity,
-        tags=list(tags),
-        reserved_participants=reserved,
-        observed_participants=observed,
-        **extra,
-    )
-    node.api_secret = f"secret-{name}-".ljust(40, "x")
-    node.save()
-    return node
-
-
-def make_room(agent, size=10):
-    return room_create(actor=Actor(user=agent, label="t"), name="Réunion", expected_size=size)
 
 
 NODE = st.fixed_dictionaries(
@@ -73,8 +57,8 @@ def test_placement_rule(db, nodes, size, tags, region):
         for i, spec in enumerate(nodes):
             reserved = min(int(spec["capacity"] * spec["fill"]), spec["capacity"])
             rows.append(
-                make_node(
-                    f"n{i}",
+                MediaNodeFactory(
+                    name=f"n{i}",
                     capacity=spec["capacity"],
                     region=spec["region"],
                     tags=spec["tags"],
@@ -97,9 +81,7 @@ def test_placement_rule(db, nodes, size, tags, region):
         possible = [n for n in rows if fits(n)]
         ministry = MinistryFactory(residency_tags=sorted(tags))
         owner = AgentFactory(ministry=ministry)
-        room = Room.objects.create(
-            slug="abc-defg-hij", name="r", owner=owner, ministry=ministry, expected_size=size
-        )
+        room = RoomFactory(slug="abc-defg-hij", name="r", owner=owner, expected_size=size)
         with transaction.atomic():
             if not possible:
                 with pytest.raises(NoNodeAvailable):
@@ -122,33 +104,33 @@ def test_placement_rule(db, nodes, size, tags, region):
 
 
 def test_the_database_refuses_an_overbooked_node(db):
-    node = make_node("solo", capacity=10, reserved=8)
+    node = MediaNodeFactory(name="solo", capacity=10, reserved=8)
     with pytest.raises(IntegrityError), transaction.atomic():
         MediaNode.objects.filter(pk=node.pk).update(reserved_participants=11)
 
 
 def test_allocation_is_idempotent_and_one_live_per_room(world):
-    make_node("a1")
-    room = make_room(world.agent_a)
+    node = MediaNodeFactory(name="a1")
+    room = room_created_by(world.agent_a)
     first = allocation_place(room_id=room.pk)
     again = allocation_place(room_id=room.pk)
     assert first.allocation_id == again.allocation_id
     assert (first.outcome, again.outcome) == ("placed", "existing")
     assert MediaNode.objects.get().reserved_participants == room.expected_size
     with pytest.raises(IntegrityError), transaction.atomic():
-        Allocation.objects.create(room=room, node_id=first.node_id, reserved=2)
+        AllocationFactory(room=room, node=node, reserved=2)
 
 
 def test_residency_tags_and_no_node_alert(world):
     world.a.residency_tags = ["secnumcloud"]
     world.a.save()
-    make_node("plain", tags=[])
-    room = make_room(world.agent_a)
+    MediaNodeFactory(name="plain", tags=[])
+    room = room_created_by(world.agent_a)
     with pytest.raises(NoNodeAvailable) as refused:
         allocation_place(room_id=room.pk)
     assert "serveur" in str(refused.value) or "server" in str(refused.value)
     assert AuditEvent.objects.filter(action="allocation.no_node").exists()
-    qualified = make_node("qualified", tags=["secnumcloud"])
+    qualified = MediaNodeFactory(name="qualified", tags=["secnumcloud"])
     assert allocation_place(room_id=room.pk).node_id == qualified.pk
 
 
@@ -156,8 +138,8 @@ def test_residency_tags_and_no_node_alert(world):
 def test_concurrent_placements_spread_and_never_overbook(world):
     """200 rooms placed by 16 threads at once on 5 nodes: one allocation per room, no
     node over capacity, and the burst spread evenly."""
-    nodes = [make_node(f"s{i}", capacity=450) for i in range(5)]
-    rooms = [make_room(world.agent_a, size=10) for _ in range(200)]
+    nodes = [MediaNodeFactory(name=f"s{i}", capacity=450) for i in range(5)]
+    rooms = [room_created_by(world.agent_a, size=10) for _ in range(200)]
     errors = []
     barrier = threading.Barrier(16)
 
@@ -195,20 +177,24 @@ def test_placement_statement_orders_tags_then_region_then_fill(world):
     is found, not placed twice; a refusal leaves every node's reservation as it was."""
     world.a.residency_tags = ["secnumcloud"]
     world.a.save()
-    make_node("plain-paris", region="paris", tags=[])
-    lyon = make_node("qualified-lyon", region="lyon", tags=["secnumcloud"])
-    paris = make_node("qualified-paris", region="paris", tags=["secnumcloud"], reserved=50)
-    small = make_node("qualified-paris-small", region="paris", tags=["secnumcloud"], capacity=15)
-    room = make_room(world.agent_a, size=10)
+    MediaNodeFactory(name="plain-paris", region="paris", tags=[])
+    lyon = MediaNodeFactory(name="qualified-lyon", region="lyon", tags=["secnumcloud"])
+    paris = MediaNodeFactory(
+        name="qualified-paris", region="paris", tags=["secnumcloud"], reserved=50
+    )
+    small = MediaNodeFactory(
+        name="qualified-paris-small", region="paris", tags=["secnumcloud"], capacity=15
+    )
+    room = room_created_by(world.agent_a, size=10)
     first = placement.place(room_id=room.pk, region="paris")
     # Tags first, then the region, then the fill after placement (small: 10/15 > 60/100).
     assert (first.outcome, first.node_id) == ("placed", paris.pk)
     again = placement.place(room_id=room.pk, region="paris")
     assert (again.outcome, again.allocation_id) == ("existing", first.allocation_id)
-    other = make_room(world.agent_a, size=10)
+    other = room_created_by(world.agent_a, size=10)
     assert placement.place(room_id=other.pk, region="lyon").node_id == lyon.pk
     MediaNode.objects.filter(pk__in=[lyon.pk, paris.pk, small.pk]).update(is_up=False)
-    third = make_room(world.agent_a, size=10)
+    third = room_created_by(world.agent_a, size=10)
     with pytest.raises(NoNodeAvailable) as refused:
         placement.place(room_id=third.pk, region="paris")
     assert (refused.value.size, refused.value.tags) == (10, ["secnumcloud"])
@@ -218,8 +204,8 @@ def test_placement_statement_orders_tags_then_region_then_fill(world):
 def test_release_gives_the_reservation_back_once(world):
     """Releasing closes the live allocation with its reason and gives its seats back to
     its node, once: a second release finds nothing live and changes nothing."""
-    node = make_node("r1")
-    room = make_room(world.agent_a, size=10)
+    node = MediaNodeFactory(name="r1")
+    room = room_created_by(world.agent_a, size=10)
     placed = allocation_place(room_id=room.pk)
     released = placement.release(allocation_id=placed.allocation_id, reason="finished")
     assert (released.room_id, released.node_id, released.region) == (room.pk, node.pk, "paris")
@@ -232,8 +218,8 @@ def test_release_gives_the_reservation_back_once(world):
 
 def test_a_deleted_room_is_not_placed(world):
     """A room deleted before its placement is refused as gone, and no seat is taken."""
-    node = make_node("d1")
-    room = make_room(world.agent_a)
+    node = MediaNodeFactory(name="d1")
+    room = room_created_by(world.agent_a)
     Room.objects.filter(pk=room.pk).update(deleted_at=room.created_at)
     with pytest.raises(placement.RoomGone):
         allocation_place(room_id=room.pk)

@@ -4,7 +4,8 @@ per request, slots freed, nothing stranded (a dead drainer's rooms, a lost Redis
 import pytest
 
 from media_nodes import queueing
-from tests.conftest import requires_redis
+from tests.factories import MediaNodeFactory, room_created_by
+from tests.support.skips import requires_redis
 
 pytestmark = requires_redis
 
@@ -59,10 +60,9 @@ def test_a_busy_slot_starts_no_second_drainer(redis_clean, monkeypatch):
 def test_eager_mode_places_inline(world, settings):
     """Without a broker (the demo) a request is placed at once and returns its outcome."""
     from rooms.models import Room
-    from tests.media_nodes.test_placement import make_node, make_room
 
-    make_node("n1")
-    room = make_room(world.agent_a)
+    MediaNodeFactory(name="n1")
+    room = room_created_by(world.agent_a)
     outcome = queueing.request(room.pk)
     assert isinstance(outcome, dict) and "allocation" in outcome
     assert Room.objects.get(pk=room.pk).allocations.filter(closed_at__isnull=True).count() == 1
@@ -99,10 +99,9 @@ def test_a_room_that_cannot_be_placed_does_not_block_the_slot(redis_clean, world
     """A bug on one room answers it "failed" and drops its request (beat will not ask
     again and again); the others are placed."""
     from media_nodes.models import PlacementRequest
-    from tests.media_nodes.test_placement import make_room
 
     r = redis_clean
-    bad = make_room(world.agent_a)
+    bad = room_created_by(world.agent_a)
     PlacementRequest.objects.create(room=bad)
     for room, nonce in [("a", "n1"), (str(bad.pk), "n2"), ("c", "n3")]:
         push(r, room, nonce)
@@ -157,10 +156,9 @@ def test_placement_answers_the_rooms_request(world):
     """Placed, already live or refused: the request row is gone, so beat asks no more."""
     from media_nodes.allocations import allocation_place
     from media_nodes.models import MediaNode, PlacementRequest
-    from tests.media_nodes.test_placement import make_node, make_room
 
-    node = make_node("n1", capacity=20)
-    rooms = [make_room(world.agent_a) for _ in range(3)]
+    node = MediaNodeFactory(name="n1", capacity=20)
+    rooms = [room_created_by(world.agent_a) for _ in range(3)]
     PlacementRequest.objects.bulk_create([PlacementRequest(room=room) for room in rooms])
     assert queueing.place_outcome(str(rooms[0].pk), None) == "placed"  # a drainer's call
     assert not PlacementRequest.objects.filter(room=rooms[0]).exists()
@@ -183,12 +181,11 @@ def test_beat_sweep_asks_again_for_requests_redis_lost(world, redis_clean, monke
     from django.utils import timezone
 
     from media_nodes.models import PlacementRequest
-    from tests.media_nodes.test_placement import make_room
 
     started = []
     monkeypatch.setattr(queueing, "drainer_start", lambda slot: started.append((slot,)))
     r = redis_clean
-    old, fresh, deleted = (make_room(world.agent_a) for _ in range(3))
+    old, fresh, deleted = (room_created_by(world.agent_a) for _ in range(3))
     long_ago = timezone.now() - timedelta(seconds=30)
     PlacementRequest.objects.create(room=old, region="lyon", requested_at=long_ago)
     PlacementRequest.objects.create(room=fresh)

@@ -42,8 +42,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _started(command, *, env=None, cwd=None) -> subprocess.Popen:
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by ``_stopped``
+def start_logged(command, *, env=None, cwd=None) -> subprocess.Popen:
+    """Start ``command`` in a session of its own, its output kept in ``process.log``."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by ``stop_logged``
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -57,7 +58,8 @@ def _started(command, *, env=None, cwd=None) -> subprocess.Popen:
     return process
 
 
-def _stopped(process: subprocess.Popen) -> None:
+def stop_logged(process: subprocess.Popen) -> None:
+    """Stop a process ``start_logged`` started, and close its log."""
     stop(process)
     process.log.close()
 
@@ -76,7 +78,7 @@ class PrivateRedis:
     def start(self) -> PrivateRedis:
         command = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", tempfile.gettempdir()]
-        self.process = _started(command)
+        self.process = start_logged(command)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         if not wait_for(lambda: self._answers(client), timeout=15, every=0.05):
             pytest.fail(f"the private redis-server did not start: {output(self.process)}")
@@ -140,11 +142,11 @@ def web_server(env: dict):
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind"]
     command += [f"127.0.0.1:{port}", "--workers", "1", "--threads", "16", "--timeout", "120"]
-    process = _started(command, env=app_environment(env), cwd=ROOT)
+    process = start_logged(command, env=app_environment(env), cwd=ROOT)
     try:
         yield WebServer(process, f"http://127.0.0.1:{port}")
     finally:
-        _stopped(process)
+        stop_logged(process)
 
 
 @contextmanager
@@ -153,11 +155,11 @@ def celery_beat(env: dict, folder: Path, loglevel: str = "WARNING"):
     ``loglevel="INFO"`` it logs every task it sends."""
     command = [sys.executable, "-m", "celery", "-A", "controlplane", "beat"]
     command += ["--schedule", str(folder / "beat-schedule"), "--loglevel", loglevel]
-    process = _started(command, env=app_environment(env), cwd=ROOT)
+    process = start_logged(command, env=app_environment(env), cwd=ROOT)
     try:
         yield process
     finally:
-        _stopped(process)
+        stop_logged(process)
 
 
 def agent_session(agent, language: str = "en") -> requests.Session:

@@ -16,10 +16,9 @@ from controlplane import broker
 from controlplane.celery import app
 from media_nodes import queueing
 from media_nodes.tasks import room_allocate_drain
-from rooms.models import Room
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory, RoomFactory
+from tests.reliability.placement_locks import live, placement_waiting_on_a_lock, row_locked
 from tests.reliability.processes import wait_for
-from tests.reliability.test_worker_killed import live, placement_waiting_on_a_lock, row_locked
 from tests.workers import celery_worker, output
 
 KOMBU_REDIS = "kombu.transport.redis:Transport"
@@ -104,11 +103,8 @@ def drain_asked(url: str, slot: int) -> None:
 def test_a_worker_running_a_task_when_redis_restarts_takes_work_again(world, private_redis):
     """Promise: Redis restarted while a worker runs a placement: the worker reconnects,
     finishes it, and places the rooms asked for afterwards (it does not stop)."""
-    make_node("restart-node", capacity=100)
-    held, later = (
-        Room.objects.create(slug=f"restart-{i}", name="r", owner=world.agent_a, ministry=world.a)
-        for i in (1, 2)
-    )
+    MediaNodeFactory(name="restart-node", capacity=100)
+    held, later = (RoomFactory(slug=f"restart-{i}", name="r", owner=world.agent_a) for i in (1, 2))
     url = private_redis.url()
     env = {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
     with celery_worker(queues="allocation", concurrency=2, name="restart", env=env) as worker:

@@ -14,6 +14,7 @@ import requests
 
 from audit.models import AuditEvent
 from tests import oidc_helpers as h
+from tests.factories import AgentFactory
 from tests.oidc_fixtures import dev_idp_for, point_rp_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,9 +132,9 @@ def test_token_endpoint_answering_garbage(rp, idp, live_server, caplog, answer):
 
 def test_provider_back_after_an_outage(rp, idp, live_server):
     """Once the provider answers again, the same button logs the agent in."""
-    from accounts.models import Agent, Ministry
+    from accounts.models import Ministry
 
-    Agent.objects.create(email=JEANNE, ministry=Ministry.objects.get(code="alpha"))
+    AgentFactory(email=JEANNE, ministry=Ministry.objects.get(code="alpha"), imported=True)
     failing = {"on": True}
 
     def flaky(real, method, url, **kwargs):

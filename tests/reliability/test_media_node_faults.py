@@ -13,9 +13,9 @@ from devtools.livekit_sim import SimulatedNode
 from media_nodes import services
 from media_nodes.models import Allocation, MediaNode
 from media_nodes.tasks import media_node_probe_all, room_allocate_task
-from rooms.models import Room
-from tests.conftest import requires_redis
+from tests.factories import RoomFactory
 from tests.reliability.processes import wait_for
+from tests.support.skips import requires_redis
 from tests.workers import celery_worker
 
 pytestmark = [requires_redis, pytest.mark.integration]
@@ -79,10 +79,7 @@ def place(rooms) -> list:
 
 def new_rooms(world, prefix, count):
     return [
-        Room.objects.create(
-            slug=f"{prefix}-{i:03d}", name="r", owner=world.agent_a, ministry=world.a
-        )
-        for i in range(count)
+        RoomFactory(slug=f"{prefix}-{i:03d}", name="r", owner=world.agent_a) for i in range(count)
     ]
 
 

@@ -22,12 +22,12 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.conftest import requires_redis
 from tests.reliability.private_postgres import (
     free_port,
     private_cluster_create,
     private_cluster_destroy,
 )
+from tests.support.skips import requires_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,18 +35,13 @@ SEED = """
 import json
 from django.test import Client
 from accounts.models import Role
-from accounts.tokens import api_token_create
-from audit.actor import Actor
-from rooms.models import Room
-from tests.factories import AgentFactory, MinistryFactory, grant
+from tests.factories import AgentFactory, MinistryFactory, RoomFactory, api_token_issued, grant
 
 ministry = MinistryFactory(code="restart")
 admin = grant(AgentFactory(ministry=ministry), Role.MINISTRY_ADMIN, ministry)
 agent = AgentFactory(ministry=ministry)
-Room.objects.create(slug="abc-defg-hij", name="Point du lundi", owner=agent, ministry=ministry)
-_, token = api_token_create(
-    actor=Actor(user=admin, label="tests"), ministry=ministry, role="auditor", name="outage"
-)
+RoomFactory(slug="abc-defg-hij", name="Point du lundi", owner=agent)
+_, token = api_token_issued(admin, ministry, "auditor", name="outage")
 client = Client()
 client.force_login(agent)
 print(json.dumps({"token": token, "session": client.cookies["sessionid"].value}))

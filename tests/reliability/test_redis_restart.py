@@ -10,9 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from media_nodes.models import Allocation, MediaNode, PlacementRequest
-from rooms.models import Room
-from tests.factories import AgentFactory
-from tests.media_nodes.test_placement import make_node
+from tests.factories import AgentFactory, MediaNodeFactory, RoomFactory
 from tests.reliability.processes import agent_session, celery_beat, wait_for, web_server
 from tests.workers import celery_worker, errors, output
 
@@ -43,10 +41,9 @@ def test_redis_restarted_during_a_burst_of_joins_loses_no_request(world, private
     """Promise: Redis restarted during a burst of joins: each join succeeds or gets a
     clear retryable error, and no allocation request is lost (work recorded in the
     database is picked up again by a beat task)."""
-    nodes = [make_node(f"burst-node-{i}", capacity=1000) for i in range(3)]
+    nodes = [MediaNodeFactory(name=f"burst-node-{i}", capacity=1000) for i in range(3)]
     rooms = [
-        Room.objects.create(slug=f"burst-{i:03d}", name="r", owner=world.agent_a, ministry=world.a)
-        for i in range(ROOMS)
+        RoomFactory(slug=f"burst-{i:03d}", name="r", owner=world.agent_a) for i in range(ROOMS)
     ]
     languages = ["en", "fr"] * (AGENTS // 2)
     sessions = [

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.reliability.processes import REDIS_SERVER, _started, _stopped, free_port, wait_for
+from tests.reliability.processes import REDIS_SERVER, free_port, start_logged, stop_logged, wait_for
 from tests.settings import REDIS_AVAILABLE
 from tests.workers import ROOT, output
 
@@ -113,7 +113,7 @@ def tls_redis(tmp_path_factory):
     command += ["--tls-cert-file", files["cert"], "--tls-key-file", files["key"]]
     command += ["--tls-ca-cert-file", files["ca"], "--tls-auth-clients", "no"]
     command += ["--save", "", "--appendonly", "no", "--dir", tempfile.gettempdir()]
-    process = _started(command)
+    process = start_logged(command)
     client = redis.Redis(
         host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=files["ca"], socket_timeout=1
     )
@@ -127,7 +127,7 @@ def tls_redis(tmp_path_factory):
     if not wait_for(answers, timeout=15, every=0.05):
         pytest.fail(f"redis-server with TLS did not start: {output(process)}")
     yield port, files
-    _stopped(process)
+    stop_logged(process)
 
 
 # Run in a process of its own: settings are read from the environment at start.

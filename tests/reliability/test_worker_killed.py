@@ -1,46 +1,19 @@
 """A Celery worker killed with SIGKILL in the middle of an allocation, through the
 real join path: joins coalesced on Redis, a drainer task on a real worker, PostgreSQL."""
 
-from contextlib import contextmanager
-
-import psycopg
 import pytest
-from django.db import connection
 from django.test import Client
 
 from controlplane.celery import app
 from media_nodes import queueing
 from media_nodes.models import Allocation, PlacementRequest
-from rooms.models import Room
-from tests.conftest import requires_redis
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory, RoomFactory
+from tests.reliability.placement_locks import live, placement_waiting_on_a_lock, row_locked
 from tests.reliability.processes import wait_for
-from tests.workers import celery_worker, database_url, kill_group, output
+from tests.support.skips import requires_redis
+from tests.workers import celery_worker, kill_group, output
 
 pytestmark = [requires_redis, pytest.mark.integration]
-
-
-@contextmanager
-def row_locked(room):
-    """Hold the room's row lock from another database session: a placement of the
-    room waits on it, inside its own transaction."""
-    with psycopg.connect(database_url()) as other:
-        other.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room.pk])
-        yield
-        other.rollback()
-
-
-def placement_waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query LIKE '%%media_nodes_allocation%%'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
-def live(room) -> int:
-    return Allocation.objects.filter(room=room, closed_at__isnull=True).count()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -50,10 +23,9 @@ def test_a_worker_killed_mid_allocation_places_each_room_exactly_once(world, set
     reservation, nothing the dead drainer had taken from Redis lost)."""
     settings.ALLOCATION_DRAINERS = 1  # one drainer slot: the one task holds both requests
     settings.JOIN_WAIT_SECONDS = 0.5
-    node = make_node("kill-node", capacity=100)
+    node = MediaNodeFactory(name="kill-node", capacity=100)
     first, second = (
-        Room.objects.create(slug=f"kill-room-{i}", name="r", owner=world.agent_a, ministry=world.a)
-        for i in (1, 2)
+        RoomFactory(slug=f"kill-room-{i}", name="r", owner=world.agent_a) for i in (1, 2)
     )
     r = queueing.client()
     inflight = queueing.INFLIGHT.format(0)

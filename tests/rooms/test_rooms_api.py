@@ -6,8 +6,8 @@ from livekit import api as lk
 
 from media_nodes.models import Allocation, MediaNode
 from rooms.models import Room
-from tests.conftest import client_as, client_with_token
-from tests.media_nodes.test_placement import make_node
+from tests.factories import MediaNodeFactory
+from tests.support.clients import client_as, client_with_token
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_create_room_readable_slug_and_only_agents_with_sessions(world):
 
 
 def test_join_gives_a_token_the_sdk_accepts(world):
-    node = make_node("paris-1", region="paris")
+    node = MediaNodeFactory(name="paris-1", region="paris")
     world.agent_a.sub = "sub-agent-a"
     world.agent_a.save()
     room = create_room(world.agent_a)
@@ -62,7 +62,7 @@ def test_join_gives_a_token_the_sdk_accepts(world):
     ("access", "outsider_may"), [("public", True), ("ministry", False), ("invited", False)]
 )
 def test_access_levels(world, access, outsider_may):
-    make_node("n1")
+    MediaNodeFactory(name="n1")
     room = create_room(world.agent_a, access=access)
     outsider = join(world.agent_b, room["slug"])
     assert (outsider.status_code == 200) is outsider_may
@@ -84,10 +84,10 @@ def test_no_node_answers_503_with_a_clear_message(world):
 
 
 def test_join_moves_a_room_whose_node_died(world):
-    first = make_node("first")
+    first = MediaNodeFactory(name="first")
     room = create_room(world.agent_a)
     assert join(world.agent_a, room["slug"]).json()["node_url"] == first.url
-    second = make_node("second")
+    second = MediaNodeFactory(name="second")
     MediaNode.objects.filter(pk=first.pk).update(is_up=False)
     again = join(world.agent_a, room["slug"]).json()
     assert again["node_url"] == second.url
@@ -96,7 +96,7 @@ def test_join_moves_a_room_whose_node_died(world):
 
 
 def test_owner_renames_and_deletes_others_cannot(world):
-    make_node("n1")
+    MediaNodeFactory(name="n1")
     room = create_room(world.agent_a)
     url = f"/api/v1/rooms/{room['slug']}/"
     assert client_as(world.agent_b).patch(url, {"name": "x"}, format="json").status_code == 404
@@ -112,7 +112,7 @@ def test_owner_renames_and_deletes_others_cannot(world):
 
 
 def test_media_nodes_api_is_for_operators_and_never_shows_secrets(world):
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     for caller in (world.admin_a, world.national_auditor, world.agent_a):
         assert client_as(caller).get("/api/v1/media-nodes/").status_code == 403
     listed = client_as(world.operator).get("/api/v1/media-nodes/").json()
@@ -150,7 +150,7 @@ def test_media_nodes_api_is_for_operators_and_never_shows_secrets(world):
 
 
 def test_cordon_drain_enable_and_remove_refused_while_live(world):
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     operator = client_as(world.operator)
     room = create_room(world.agent_a)
     join(world.agent_a, room["slug"])
@@ -173,7 +173,7 @@ def test_cordon_drain_enable_and_remove_refused_while_live(world):
 def test_join_answers_202_while_the_room_is_being_placed(world, monkeypatch):
     from rooms.api import RoomViewSet
 
-    make_node("slow")
+    MediaNodeFactory(name="slow")
     room = create_room(world.agent_a)
     # The placement task has not answered within JOIN_WAIT_SECONDS.
     monkeypatch.setattr(RoomViewSet, "_place", staticmethod(lambda room, region: {}))
@@ -195,7 +195,7 @@ def test_join_while_the_placement_queue_is_unreachable_is_retryable_and_kept(
     from media_nodes import queueing
     from media_nodes.models import PlacementRequest
 
-    make_node("n1")
+    MediaNodeFactory(name="n1")
     room = create_room(world.agent_a)
     settings.PLACEMENT_SWEEP_EVERY_SECONDS = 5
     dead = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens there
@@ -216,7 +216,7 @@ def test_join_while_the_placement_queue_is_unreachable_is_retryable_and_kept(
 
 def test_no_node_answers_503_with_retry_after(world):
     """No node can host the meeting: 503, its reason, and when to try again."""
-    make_node("n1", state="cordoned")
+    MediaNodeFactory(name="n1", state="cordoned")
     room = create_room(world.agent_a)
     answer = join(world.agent_a, room["slug"])
     assert answer.status_code == 503 and answer["Retry-After"] == "60"

@@ -1,16 +1,13 @@
 """LiveKit webhooks: signed events become meeting and participant sessions, observed
 load and released allocations; replays count once; anything unsigned writes nothing.
 
-Bodies and signatures are built here with the SDK's own types, as a node builds them:
+Bodies and signatures are built as a node builds them (``tests.support.webhooks``):
 the event as protobuf JSON, and a JWT from the node's key and secret whose
 ``sha256`` claim is the body's digest.
 """
 
-import base64
-import hashlib
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -19,84 +16,14 @@ from django.test import Client
 from django.utils import timezone
 from google.protobuf.json_format import MessageToJson
 from livekit import api
-from livekit.protocol import models as lk_models
-from livekit.protocol.webhook import WebhookEvent
 
-from audit.actor import Actor
 from media_nodes.allocations import allocation_live_get, allocation_place
 from media_nodes.models import Allocation, MediaNode
 from rooms.models import MeetingSession, ParticipantSession, WebhookReceipt
-from rooms.services import room_create
-
-URL = "/hooks/livekit/"
-
+from tests.factories import MediaNodeFactory, room_created_by
+from tests.support.webhooks import URL, deliver, make_event, post, sign, signed
 
 # -- Helpers ------------------------------------------------------------------------------
-
-
-def make_node(name, *, api_key=None, secret=None, capacity=100):
-    node = MediaNode(
-        name=name,
-        url=f"http://127.0.0.1:1/{name}",
-        api_key=api_key or f"key-{name}",
-        region="paris",
-        capacity=capacity,
-    )
-    node.api_secret = secret or f"secret-{name}-" + "0123456789abcdef" * 2
-    node.save()
-    return node
-
-
-def make_event(
-    kind,
-    *,
-    room_name="abc-defg-hij",
-    room_sid="RM_one",
-    identity=None,
-    participant_sid=None,
-    event_id=None,
-    at=None,
-):
-    at = int(at if at is not None else time.time())
-    event = WebhookEvent(
-        event=kind,
-        id=event_id or f"EV_{uuid.uuid4().hex[:12]}",
-        created_at=at,
-        room=lk_models.Room(sid=room_sid, name=room_name, creation_time=at),
-    )
-    if identity is not None:
-        event.participant.CopyFrom(
-            lk_models.ParticipantInfo(
-                sid=participant_sid or f"PA_{identity}",
-                identity=identity,
-                joined_at=at,
-                state=lk_models.ParticipantInfo.ACTIVE,
-            )
-        )
-    return event
-
-
-def sign(body: str, *, key: str, secret: str, ttl=None) -> str:
-    """The Authorization header a node sends: a JWT carrying the body's SHA-256."""
-    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-    token = api.AccessToken(key, secret).with_sha256(digest)
-    if ttl is not None:
-        token = token.with_ttl(ttl)
-    return token.to_jwt()
-
-
-def signed(event, node):
-    body = MessageToJson(event)
-    return body, sign(body, key=node.api_key, secret=node.api_secret)
-
-
-def post(body, auth=None, client=None):
-    extra = {"HTTP_AUTHORIZATION": auth} if auth is not None else {}
-    return (client or Client()).post(URL, data=body, content_type="application/json", **extra)
-
-
-def deliver(event, node, client=None):
-    return post(*signed(event, node), client=client)
 
 
 def fresh(node):
@@ -105,7 +32,7 @@ def fresh(node):
 
 def placed_room(agent, node, size=10):
     """A room of ``agent``'s ministry with its live allocation on ``node``."""
-    room = room_create(actor=Actor(user=agent, label="t"), name="Réunion", expected_size=size)
+    room = room_created_by(agent, size=size)
     allocation_place(room_id=room.pk)
     allocation = allocation_live_get(room_id=room.pk)
     assert allocation.node_id == node.pk
@@ -128,7 +55,7 @@ def nothing_written(node, observed=0):
 def test_meeting_lifecycle(world):
     """A meeting's events open and close its sessions, move the node's observed load
     and release the room's allocation when it finishes."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     room, allocation = placed_room(world.agent_a, node)
     world.agent_b.sub = "sub-agent-b"
     world.agent_b.save()
@@ -186,7 +113,7 @@ def test_meeting_lifecycle(world):
 @pytest.mark.django_db
 def test_replay_counted_once(world):
     """A retried delivery (same event id) answers 200 duplicate and changes nothing."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     body, auth = signed(make_event("participant_joined", identity="someone"), node)
 
     assert post(body, auth).json() == {"status": "processed"}
@@ -202,7 +129,7 @@ def test_replay_counted_once(world):
 @pytest.mark.django_db
 def test_room_finished_replay_releases_once(world):
     """A replayed room_finished does not touch the room's next allocation."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     room, first = placed_room(world.agent_a, node)
     body, auth = signed(make_event("room_finished", room_name=room.slug), node)
     assert post(body, auth).json() == {"status": "processed"}
@@ -219,7 +146,7 @@ def test_room_finished_replay_releases_once(world):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_counted_once(world):
     """Eight simultaneous deliveries of one event: one applies it, seven see a duplicate."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     body, auth = signed(make_event("participant_joined", identity="racer"), node)
     barrier = threading.Barrier(8)
     answers = []
@@ -248,7 +175,7 @@ def test_concurrent_deliveries_counted_once(world):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_joins_of_one_meeting(world):
     """Distinct participants joining at once: one meeting session, every join counted."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     bodies = [signed(make_event("participant_joined", identity=f"p{i}"), node) for i in range(8)]
     barrier = threading.Barrier(len(bodies))
     statuses = []
@@ -278,7 +205,7 @@ def test_concurrent_joins_of_one_meeting(world):
 def test_out_of_order_events(world):
     """A join before room_started opens the meeting; a leave before its join records
     the stay and does not move the load."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     now = int(time.time())
     deliver(make_event("participant_joined", identity="early", at=now), node)
     meeting = MeetingSession.objects.get()
@@ -300,7 +227,7 @@ def test_out_of_order_events(world):
 @pytest.mark.django_db
 def test_unknown_room_recorded_by_name(world):
     """A room the control plane does not know is still recorded, by its name."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     deliver(make_event("room_started", room_name="not-ours"), node)
     meeting = MeetingSession.objects.get()
     assert (meeting.room, meeting.ministry, meeting.room_name) == (None, None, "not-ours")
@@ -310,7 +237,7 @@ def test_unknown_room_recorded_by_name(world):
 @pytest.mark.django_db
 def test_observed_load_never_negative(world):
     """Leaves the node reports for joins it never reported do not take the load below 0."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     deliver(make_event("participant_joined", identity="x"), node)
     MediaNode.objects.filter(pk=node.pk).update(observed_participants=0)  # reconciled
     deliver(make_event("participant_left", identity="x"), node)
@@ -320,7 +247,7 @@ def test_observed_load_never_negative(world):
 @pytest.mark.django_db
 def test_unknown_event_ignored(world):
     """Events the control plane does not use answer 200 and write nothing."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     response = deliver(make_event("track_published", identity="x"), node)
     assert response.status_code == 200
     assert response.json() == {"status": "ignored"}
@@ -330,8 +257,8 @@ def test_unknown_event_ignored(world):
 @pytest.mark.django_db
 def test_nodes_sharing_a_key(world):
     """Nodes sharing an API key are told apart by their secrets."""
-    first = make_node("n1", api_key="shared")
-    second = make_node("n2", api_key="shared")
+    first = MediaNodeFactory(name="n1", api_key="shared")
+    second = MediaNodeFactory(name="n2", api_key="shared")
     assert deliver(make_event("participant_joined", identity="x"), second).status_code == 200
     assert fresh(first).observed_participants == 0
     assert fresh(second).observed_participants == 1
@@ -344,9 +271,9 @@ def test_nodes_sharing_a_key(world):
 @pytest.mark.django_db
 def test_room_finished_elsewhere_keeps_allocation(world):
     """room_finished from a node that does not host the room releases nothing."""
-    host = make_node("host")
+    host = MediaNodeFactory(name="host")
     room, allocation = placed_room(world.agent_a, host)
-    other = make_node("other")
+    other = MediaNodeFactory(name="other")
 
     assert deliver(make_event("room_finished", room_name=room.slug), other).status_code == 200
     allocation.refresh_from_db()
@@ -358,7 +285,7 @@ def test_room_finished_elsewhere_keeps_allocation(world):
 def test_late_room_finished_keeps_newer_allocation(world):
     """A room_finished delivered long after the meeting ended does not close the
     room's newer placement on the same node."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     room, allocation = placed_room(world.agent_a, node)
     long_ago = int(time.time()) - 3600
     deliver(make_event("room_finished", room_name=room.slug, at=long_ago), node)
@@ -400,8 +327,8 @@ REFUSALS = {
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_refused_with_401_and_nothing_written(world, case):
     """Deliveries whose signature does not hold are refused with 401 and write nothing."""
-    node = make_node("n1")
-    other = make_node("n2")
+    node = MediaNodeFactory(name="n1")
+    other = MediaNodeFactory(name="n2")
     body = MessageToJson(make_event("participant_joined", identity="someone"))
     body, auth = REFUSALS[case](node, other, body)
 
@@ -416,7 +343,7 @@ def test_refused_with_401_and_nothing_written(world, case):
 @pytest.mark.django_db
 def test_signed_garbage_is_400(world):
     """A correctly signed body that is not a LiveKit event is a 400, with nothing written."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     for body in ["{not json", '{"event": "room_started", "id": 5}', "{}"]:
         response = post(body, sign(body, key=node.api_key, secret=node.api_secret))
         assert response.status_code == 400, body
@@ -436,7 +363,7 @@ def test_get_not_allowed(client):
 @pytest.mark.django_db
 def test_oversize_body_refused(world):
     """A body over the limit is refused with 413 before anything else."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     event = make_event("room_started")
     event.room.metadata = "x" * (70 * 1024)
     response = deliver(event, node)
@@ -452,7 +379,7 @@ def test_simulated_node_end_to_end(world, live_server):
     """A simulated LiveKit node's own signed webhooks, replay included, drive a meeting
     from start to release through the live server."""
     livekit_sim = pytest.importorskip("devtools.livekit_sim")
-    node = make_node("sim")
+    node = MediaNodeFactory(name="sim")
     room, allocation = placed_room(world.agent_a, node)
     with livekit_sim.SimulatedNode(
         node.api_key, node.api_secret, name="sim", webhook_url=live_server.url + URL
@@ -491,7 +418,7 @@ def test_meeting_span_covers_its_joins(world):
     (the usage roll-up finds a meeting's stays by the meeting's days): a join stamped
     before the start moves the start back, one stamped after the end moves the end on,
     and room_finished never ends a meeting before its last join."""
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     now = int(time.time())
     deliver(make_event("room_started", at=now), node)
     early = make_event("participant_joined", identity="early", at=now)
@@ -554,7 +481,7 @@ def test_old_receipts_are_purged_and_recent_ones_still_stop_replays(world, setti
     assert settings.CELERY_BEAT_SCHEDULE["rooms-webhook-receipts-purge"]["task"] == (
         tasks.webhook_receipts_purge.name
     )
-    node = make_node("n1")
+    node = MediaNodeFactory(name="n1")
     recent = make_event("participant_joined", identity="recent")
     assert deliver(recent, node).status_code == 200
     old = [

@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from licensing.models import LicencePool
 from scim.models import DirectoryGroup, DirectoryToken
 from scim.services import agents_erase_due, directory_token_issue
-from tests.conftest import client_as
+from tests.support.clients import client_as
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import RolloutMilestone
-from tests.conftest import client_as, client_with_token
 from tests.factories import AgentFactory
+from tests.support.clients import client_as, client_with_token
 from tests.usage_scenes import at, meeting, stay
 from usage.rollup import rollup_days
 from usage.selectors import rollout_forecast

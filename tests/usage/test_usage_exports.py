@@ -15,8 +15,10 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Role
 from audit.models import AuditEvent
-from rooms.models import MeetingSession, ParticipantSession
-from tests.conftest import client_as, client_with_token
+from rooms.models import ParticipantSession
+from tests.factories import DailyUsageFactory
+from tests.support.clients import client_as, client_with_token
+from tests.usage_scenes import october_sessions, october_usage
 from usage.models import DailyUsage
 from usage.reports import monthly_report_content
 
@@ -24,71 +26,6 @@ pytestmark = pytest.mark.django_db
 
 OCT = date(2026, 10, 1)
 PERIOD = "from=2026-10-01&to=2026-10-31"
-
-
-def make_usage(world):
-    """Roll-ups for October: A and B (totals and one unit each), and national rows."""
-    for i in range(31):
-        day = OCT + timedelta(days=i)
-        for ministry, factor in ((world.a, 1), (world.b, 3)):
-            DailyUsage.objects.create(
-                ministry=ministry,
-                day=day,
-                meetings=factor * (i + 1),
-                participant_minutes=factor * 10 * (i + 1),
-                agents_in_meetings=factor * (i % 7 + 1),
-                peak_concurrent=factor * 2,
-                average_meeting_seconds=600,
-            )
-            DailyUsage.objects.create(
-                ministry=ministry,
-                day=day,
-                organizational_unit=f"Bureau {ministry.code}",
-                meetings=1,
-                participant_minutes=factor * 5,
-            )
-        DailyUsage.objects.create(
-            ministry=None,
-            day=day,
-            meetings=4 * (i + 1),
-            participant_minutes=40 * (i + 1),
-            agents_in_meetings=4 * (i % 7 + 1),
-            peak_concurrent=8,
-            average_meeting_seconds=600,
-        )
-
-
-def make_sessions(world, *, per_ministry=6):
-    """Participant sessions of A's and B's agents in October (and one in November)."""
-    meeting = MeetingSession.objects.create(
-        room_name="abc-defg-hij",
-        ministry=world.a,
-        livekit_sid="RM_oct",
-        started_at=datetime(2026, 10, 2, 8, 0, tzinfo=UTC),
-    )
-    for ministry, agent in ((world.a, world.agent_a), (world.b, world.agent_b)):
-        for i in range(per_ministry):
-            joined = datetime(2026, 10, 2 + i, 8, 0, tzinfo=UTC)
-            ParticipantSession.objects.create(
-                meeting=meeting,
-                agent=agent,
-                ministry=ministry,
-                identity=agent.email,
-                organizational_unit="Bureau 1" if i % 2 else "Bureau 2",
-                participant_sid=f"PA_{ministry.code}_{i}",
-                joined_at=joined,
-                left_at=joined + timedelta(seconds=60 * (i + 1)),
-                duration_seconds=60 * (i + 1),
-            )
-    ParticipantSession.objects.create(
-        meeting=meeting,
-        agent=world.agent_a,
-        ministry=world.a,
-        identity="late",
-        participant_sid="PA_nov",
-        joined_at=datetime(2026, 11, 3, 8, 0, tzinfo=UTC),
-        duration_seconds=999,
-    )
 
 
 def body(response) -> bytes:
@@ -108,7 +45,7 @@ def export(user, query: str):
 
 def test_session_export_totals_equal_the_sessions_and_name_nobody(world):
     """The CSV's durations add up to the ORM's sum; agents appear only as a pseudonym."""
-    make_sessions(world)
+    october_sessions(world)
     rows = sorted(
         csv_rows(export(world.auditor_a, f"dataset=sessions&{PERIOD}")),
         key=lambda r: r["joined_at"],
@@ -129,7 +66,7 @@ def test_session_export_totals_equal_the_sessions_and_name_nobody(world):
 
 def test_csv_header_bom_and_chosen_delimiter(world):
     """Semicolon by default (French Excel); a comma when asked."""
-    make_usage(world)
+    october_usage(world)
     semicolon = body(export(world.auditor_a, PERIOD)).decode("utf-8-sig")
     assert semicolon.startswith("period_start;period_end;ministry;organizational_unit;meetings")
     comma = export(world.auditor_a, f"{PERIOD}&delimiter=,")
@@ -141,7 +78,7 @@ def test_csv_header_bom_and_chosen_delimiter(world):
 @pytest.mark.parametrize("granularity,periods", [("day", 31), ("week", 5), ("month", 1)])
 def test_usage_totals_per_period_equal_the_daily_rows(world, granularity, periods):
     """Summing day, week or month periods gives the daily roll-ups' sum."""
-    make_usage(world)
+    october_usage(world)
     rows = csv_rows(export(world.admin_a, f"{PERIOD}&granularity={granularity}"))
     daily = DailyUsage.objects.filter(ministry=world.a, organizational_unit="")
     assert len(rows) == periods
@@ -164,7 +101,7 @@ def test_usage_totals_per_period_equal_the_daily_rows(world, granularity, period
 
 def test_units_one_row_per_unit_or_a_single_unit(world):
     """``unit=*`` gives every unit's rows; a unit name gives that unit alone."""
-    make_usage(world)
+    october_usage(world)
     every = csv_rows(export(world.national_auditor, f"{PERIOD}&granularity=month&unit=*"))
     assert {(r["ministry"], r["organizational_unit"]) for r in every} == {
         ("alpha", "Bureau alpha"),
@@ -178,7 +115,7 @@ def test_units_one_row_per_unit_or_a_single_unit(world):
 
 def test_xlsx_opens_with_the_same_rows_as_csv(world):
     """The workbook reads back (openpyxl) with the CSV's rows, typed."""
-    make_sessions(world)
+    october_sessions(world)
     response = export(world.auditor_a, f"dataset=sessions&format=xlsx&{PERIOD}")
     assert response["Content-Type"].endswith("spreadsheetml.sheet")
     workbook = openpyxl.load_workbook(io.BytesIO(body(response)), read_only=True)
@@ -194,7 +131,7 @@ def test_xlsx_opens_with_the_same_rows_as_csv(world):
 
 def test_xlsx_usage_export_has_dates_and_numbers(world):
     """Usage periods are date cells and the figures numbers."""
-    make_usage(world)
+    october_usage(world)
     response = export(world.auditor_a, f"format=xlsx&{PERIOD}&granularity=month")
     sheet = openpyxl.load_workbook(io.BytesIO(body(response)))["usage"]
     assert sheet["A2"].value == datetime(2026, 10, 1) and sheet["E2"].value == sum(range(1, 32))
@@ -202,7 +139,7 @@ def test_xlsx_usage_export_has_dates_and_numbers(world):
 
 def test_jsonl_lines_parse_and_add_up(world):
     """Every line is a JSON object; totals match the sessions."""
-    make_sessions(world)
+    october_sessions(world)
     response = export(world.national_auditor, f"dataset=sessions&format=jsonl&{PERIOD}")
     lines = body(response).decode().splitlines()
     records = [json.loads(line) for line in lines]
@@ -223,7 +160,7 @@ def test_jsonl_lines_parse_and_add_up(world):
 def test_export_streams_through_a_server_side_cursor_and_audits_first(world):
     """Nothing is read before the body is consumed, and then through a chunked cursor;
     the audit event is already written."""
-    make_sessions(world)
+    october_sessions(world)
     before = AuditEvent.objects.count()
     with (
         mock.patch.object(connection, "chunked_cursor", wraps=connection.chunked_cursor) as chunked,
@@ -257,7 +194,7 @@ def test_sessions_are_fetched_in_chunks(world, monkeypatch):
     """Rows come through fetchmany in chunks, never the whole result at once."""
     import usage.exports
 
-    make_sessions(world)
+    october_sessions(world)
     monkeypatch.setattr(usage.exports, "EXPORT_CHUNK_ROWS", 2)
     seen = []
     original = usage.exports.csv_body
@@ -283,7 +220,7 @@ def test_sessions_are_fetched_in_chunks(world, monkeypatch):
 def test_pseudonymised_sessions_and_formula_like_units(world):
     """A pseudonymised session has no agent reference; a unit that looks like a formula
     is quoted with an apostrophe in CSV."""
-    make_sessions(world, per_ministry=2)
+    october_sessions(world, per_ministry=2)
     ParticipantSession.objects.filter(participant_sid="PA_alpha_0").update(
         pseudonymised_at=datetime(2026, 11, 1, tzinfo=UTC), organizational_unit="=HYPERLINK(1)"
     )
@@ -301,7 +238,7 @@ def test_pseudonymised_sessions_and_formula_like_units(world):
 def test_formula_like_units_in_the_usage_dataset(world):
     """In the usage dataset too, a unit that looks like a formula is quoted with an
     apostrophe in CSV, and left as it is in JSON Lines."""
-    make_usage(world)
+    october_usage(world)
     DailyUsage.objects.filter(organizational_unit="Bureau alpha").update(
         organizational_unit="=HYPERLINK(1)"
     )
@@ -345,8 +282,8 @@ def test_limit_of_days_comes_from_settings(world, settings):
 
 def test_auditor_of_a_sees_only_a_and_gets_404_for_b(world):
     """An auditor of A: B is not found (nothing audited); unfiltered exports hold A only."""
-    make_usage(world)
-    make_sessions(world)
+    october_usage(world)
+    october_sessions(world)
     before = AuditEvent.objects.count()
     for query in (f"ministry=bravo&{PERIOD}", f"ministry=nowhere&{PERIOD}"):
         assert export(world.auditor_a, query).status_code == 404
@@ -359,7 +296,7 @@ def test_auditor_of_a_sees_only_a_and_gets_404_for_b(world):
 
 def test_admin_of_a_exports_a_only(world):
     """A ministry admin exports their ministry, not another."""
-    make_usage(world)
+    october_usage(world)
     assert export(world.admin_a, f"ministry=bravo&{PERIOD}").status_code == 404
     rows = csv_rows(export(world.admin_a, f"ministry=alpha&{PERIOD}&granularity=month"))
     assert [r["ministry"] for r in rows] == ["alpha"]
@@ -368,8 +305,8 @@ def test_admin_of_a_exports_a_only(world):
 @pytest.mark.parametrize("who", ["national_auditor", "operator"])
 def test_national_readers_see_every_ministry_and_national_rows(world, who):
     """National auditors and operators get A, B and the national rows (empty ministry)."""
-    make_usage(world)
-    make_sessions(world)
+    october_usage(world)
+    october_sessions(world)
     user = getattr(world, who)
     rows = csv_rows(export(user, f"{PERIOD}&granularity=month"))
     assert [r["ministry"] for r in rows] == ["", "alpha", "bravo"]
@@ -397,7 +334,7 @@ def test_anonymous_callers_may_not_export(world):
 
 def test_api_token_of_an_auditor_exports_its_ministry(world):
     """An auditor token of A exports A's rows; B is not found; the event names the token."""
-    make_usage(world)
+    october_usage(world)
     client = client_with_token(world.admin_a, world.a, Role.AUDITOR)
     assert client.get(f"/api/v1/exports/?ministry=bravo&{PERIOD}").status_code == 404
     response = client.get(f"/api/v1/exports/?{PERIOD}&format=jsonl&granularity=month")
@@ -412,9 +349,7 @@ def test_a_month_mean_meeting_length_is_the_same_in_the_export_and_the_report(wo
     """Both weigh each day's mean by its meetings and round the month's halves up (one
     rule): 0 s and 1 s over one meeting each give 1 s, not 0 s (half to even)."""
     for day, seconds in ((OCT, 0), (OCT + timedelta(days=1), 1)):
-        DailyUsage.objects.create(
-            ministry=world.a, day=day, meetings=1, average_meeting_seconds=seconds
-        )
+        DailyUsageFactory(ministry=world.a, day=day, meetings=1, average_meeting_seconds=seconds)
     rows = csv_rows(export(world.auditor_a, f"dataset=usage&granularity=month&{PERIOD}"))
     assert [r["average_meeting_seconds"] for r in rows] == ["1"]
     report = json.loads(monthly_report_content(ministry=world.a, month=OCT))

@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.actor import Actor
 from audit.models import AuditEvent
 from audit.services import audit_record
-from rooms.models import Room
+from tests.factories import RoomFactory
 from tests.usage_scenes import meeting, stay
 
 pytestmark = pytest.mark.django_db
@@ -29,15 +29,11 @@ def scene(world):
     """Rooms, sessions and audit events of agent A and of agent B."""
     now = timezone.now()
     for agent, slug in ((world.agent_a, "aaa-aaaa-aaa"), (world.agent_b, "bbb-bbbb-bbb")):
-        room = Room.objects.create(
-            slug=slug, name=f"Room of {agent.email}", owner=agent, ministry=agent.ministry
-        )
+        room = RoomFactory(slug=slug, name=f"Room of {agent.email}", owner=agent)
         m = meeting(agent.ministry, now - timedelta(hours=2), now - timedelta(hours=1))
         stay(m, agent, now - timedelta(hours=2), now - timedelta(hours=1))
         audit_record(actor=Actor(user=agent, label=agent.email), action="room.create", target=room)
-    invited = Room.objects.create(
-        slug="ccc-cccc-ccc", name="Invitation", owner=world.agent_b, ministry=world.b
-    )
+    invited = RoomFactory(slug="ccc-cccc-ccc", name="Invitation", owner=world.agent_b)
     invited.invitees.add(world.agent_a)
     audit_record(actor=Actor.system("tests"), action="agent.update", target=world.agent_a)
     return world

@@ -14,7 +14,7 @@ from django.test import Client
 
 from audit.actor import Actor
 from audit.models import AuditEvent
-from tests.usage.test_usage_exports import make_usage
+from tests.usage_scenes import october_usage
 from usage.models import MonthlyReport
 from usage.reports import monthly_report_generate, monthly_reports_generate, previous_month
 from usage.tasks import monthly_reports
@@ -32,7 +32,7 @@ def browser(agent):
 
 def test_reports_are_made_once_per_ministry_and_month_national_too(world):
     """One report per ministry plus the national one; a second run makes none."""
-    make_usage(world)
+    october_usage(world)
     made = monthly_reports_generate(actor=Actor.system("tests"), month=OCT)
     assert sorted(r.ministry.code if r.ministry else "national" for r in made) == [
         "alpha",
@@ -50,7 +50,7 @@ def test_reports_are_made_once_per_ministry_and_month_national_too(world):
 
 def test_report_content_adds_up_the_month(world):
     """Totals are the sums of the month's daily roll-ups; units and seats are there."""
-    make_usage(world)
+    october_usage(world)
     report = monthly_report_generate(actor=Actor.system("tests"), ministry=world.a, month=OCT)
     content = json.loads(bytes(report.content))
     assert content["month"] == "2026-10" and content["ministry"]["code"] == "alpha"
@@ -69,7 +69,7 @@ def test_report_content_adds_up_the_month(world):
 def test_force_replaces_a_report(world):
     """``force`` makes the report again and records that it replaced one."""
     monthly_report_generate(actor=Actor.system("tests"), ministry=world.a, month=OCT)
-    make_usage(world)
+    october_usage(world)
     report = monthly_report_generate(
         actor=Actor.system("tests"), ministry=world.a, month=OCT, force=True
     )

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Ministry
 from rooms.models import MeetingSession, ParticipantSession
-from tests.factories import AgentFactory
+from tests.factories import AgentFactory, DailyUsageFactory
 from tests.usage_rollup_definition import FIELDS, rollup_definition, stored_figures
 from tests.usage_scenes import at, meeting, stay
 from usage.models import DailyUsage, RollupState
@@ -269,7 +269,7 @@ def test_incremental_run_with_nothing_new_writes_nothing(scene):
 def test_days_older_than_retention_are_kept(scene):
     """A range reaching past what retention keeps leaves those old rows alone."""
     old = timezone.localdate() - timedelta(days=3000)
-    DailyUsage.objects.create(day=old, meetings=5)
+    DailyUsageFactory(day=old, meetings=5)
     rollup_days(old, old)
     assert DailyUsage.objects.get(day=old).meetings == 5
 

@@ -16,7 +16,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rooms.models import MeetingSession, ParticipantSession
-from tests.factories import AgentFactory, MinistryFactory
+from tests.factories import (
+    AgentFactory,
+    MeetingSessionFactory,
+    MinistryFactory,
+    ParticipantSessionFactory,
+)
 from tests.usage_rollup_definition import (
     day_bounds,
     local_day,
@@ -135,7 +140,7 @@ def build(spec, base, ministries, agents) -> None:
         ended = None
         if m["length"] is not None:
             ended = after(started, m["length"])
-        session = MeetingSession(
+        session = MeetingSessionFactory.build(
             room_name="room",
             livekit_sid=f"RM_{next(sids)}",
             ministry=ministries[m["ministry"]],
@@ -150,15 +155,14 @@ def build(spec, base, ministries, agents) -> None:
             left = None if s["stay"] is None else after(joined, s["stay"])
             agent = None if s["agent"] is None else agents[s["agent"]]
             n = next(sids)
-            p = ParticipantSession(
+            p = ParticipantSessionFactory.build(
                 meeting=session,
                 agent=agent,
-                ministry=agent.ministry if agent else None,
-                organizational_unit=agent.organizational_unit if agent else "",
                 identity=str(agent.pk) if agent else f"{s['guest_identity']}-{n}",
                 participant_sid=f"PA_{n}",
                 joined_at=joined,
                 left_at=left,
+                duration_seconds=None,
             )
             if agent is not None and s["ministry"] is not None:
                 p.ministry = ministries[s["ministry"]]

@@ -25,7 +25,7 @@ from licensing.services import NoFreeSeat
 from scim.filters import filter_compile
 from scim.models import DirectoryGroup
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.fuzz]
 
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @requires_redis
 @pytest.mark.integration
+@pytest.mark.slow
 def test_allocation_benchmark_small_size():
     result = subprocess.run(
         [

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @requires_redis
 @pytest.mark.integration
+@pytest.mark.slow
 def test_peak_benchmark_quick():
     """bench/peak.py --quick starts the whole service, logs agents in through the IdP,
     drives joins at two rates and prints every figure, in under 60 s."""

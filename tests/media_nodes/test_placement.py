@@ -39,6 +39,7 @@ NODE = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.property
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

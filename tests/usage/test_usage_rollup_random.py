@@ -31,7 +31,7 @@ from tests.usage_rollup_definition import (
 )
 from usage.rollup import rollup_days, rollup_touched_days
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.property]
 
 WINDOW = 6  # days a world spans
 MINUTE, HOUR = 60_000_000, 3_600_000_000  # lengths and offsets are in microseconds

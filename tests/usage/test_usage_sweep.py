@@ -2,6 +2,7 @@
 most pieces present at one instant, leaves before joins at the same instant."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +47,7 @@ def scopes(m, u):
     return found
 
 
+@pytest.mark.property
 @settings(max_examples=300, deadline=None)
 @given(st.lists(piece, min_size=1, max_size=40))
 def test_sweep_matches_brute_force(raw):
@@ -94,6 +96,7 @@ def pieces_by_definition(starts, stays):
     return sorted(found)
 
 
+@pytest.mark.property
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.integers(1, 30), min_size=1, max_size=4),

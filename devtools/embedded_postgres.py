@@ -174,13 +174,16 @@ def server_stop(*, data_dir: Path = DEFAULT_DATA_DIR, timeout: float = 30) -> bo
     pid = running_pid(Path(data_dir).absolute())
     if pid is None:
         return False
-    process = psutil.Process(pid)
-    process.send_signal(signal.SIGINT)
     try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        process.send_signal(signal.SIGQUIT)
-        process.wait(10)
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            process.send_signal(signal.SIGQUIT)
+            process.wait(10)
+    except psutil.NoSuchProcess:
+        pass  # it ended meanwhile (Ctrl-C reaches the whole process group, server too)
     return True
 
 

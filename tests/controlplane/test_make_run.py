@@ -76,7 +76,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def ended(process: subprocess.Popen, log: Path, timeout: float = 60) -> int:
+def ended(process: subprocess.Popen, log: Path, timeout: float = 180) -> int:
+    # Generous: once, on a 2-core machine loaded by a parallel full suite, the demo did
+    # not end within 60 s after Ctrl-C (not reproduced since; cause not found).
     try:
         return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

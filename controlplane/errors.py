@@ -48,12 +48,18 @@ class NoSeat(DomainError):
 
 
 class Outage(DomainError):
-    """A part the request needs cannot serve it now; ``retry_after`` says when to
-    try again."""
+    """A part the request needs cannot serve it now (the database unless a subclass
+    says which); ``retry_after`` says when to try again, and the answer is never
+    cached."""
 
     status = 503
     code = "service_unavailable"
     retry_after = DATABASE_RETRY_AFTER_SECONDS
+
+
+def database_unavailable_detail() -> str:
+    """What an outage of the database tells the caller, in the current language."""
+    return _("The service is briefly unavailable. Please try again in a few seconds.")
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,17 @@ class Described:
 def error_describe(exc: BaseException) -> Described | None:
     """The table: each kind of error with its status and code; None for anything
     that is not a domain error (a bug: the edge lets it become a 500)."""
+    if isinstance(exc, DATABASE_ERRORS):
+        exc = Outage(database_unavailable_detail())
     if isinstance(exc, DomainError):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        if isinstance(exc, Outage):
+            headers["Cache-Control"] = "no-store"
         return Described(exc.status, exc.code, str(exc), exc.scim_type, headers)
     if isinstance(exc, PermissionDenied):
         return Described(403, "refused", str(exc) or _("You may not do this."))
     if isinstance(exc, ObjectDoesNotExist):
-        return Described(404, "not_found", _("Not found."), "noTarget")
+        return Described(404, "not_found", _("Not found."))
     if isinstance(exc, ValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Described(
@@ -92,15 +102,5 @@ def error_describe(exc: BaseException) -> Described | None:
             "rate_limited",
             _("Too many requests: try again in %(seconds)s s.") % {"seconds": exc.retry_after},
             headers={"Retry-After": str(exc.retry_after)},
-        )
-    if isinstance(exc, DATABASE_ERRORS):
-        return Described(
-            503,
-            Outage.code,
-            _("The service is briefly unavailable. Please try again in a few seconds."),
-            headers={
-                "Retry-After": str(DATABASE_RETRY_AFTER_SECONDS),
-                "Cache-Control": "no-store",
-            },
         )
     return None

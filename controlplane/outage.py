@@ -16,17 +16,15 @@ from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.views import defaults
 
-from controlplane.errors import DATABASE_ERRORS, DATABASE_RETRY_AFTER_SECONDS, error_describe
+from controlplane.errors import (
+    DATABASE_ERRORS,
+    DATABASE_RETRY_AFTER_SECONDS,
+    database_unavailable_detail,
+)
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = DATABASE_RETRY_AFTER_SECONDS
 SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
-
-
-def database_unavailable_detail() -> str:
-    """The message of the error table's outage entry, in the current language."""
-    return error_describe(DATABASE_ERRORS[0]()).detail
 
 
 def database_unavailable_log(request, exc: BaseException) -> None:
@@ -59,11 +57,11 @@ def database_unavailable_response(request) -> HttpResponse:
                     "site_tagline": _("Sovereign videoconferencing for public servants"),
                 },
                 "retry_url": request.get_full_path(),
-                "retry_after": RETRY_AFTER_SECONDS,
+                "retry_after": DATABASE_RETRY_AFTER_SECONDS,
             },
         )
         response = HttpResponse(page, status=503)
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -150,11 +150,9 @@ class RoomViewSet(
             # Redis unreachable: QueueUnavailable (503, the request kept: beat asks again
             # once Redis is back, and the agent's next call finds the room placed).
             outcome = self._place(room, data.validated_data.get("region"))
-            if outcome.get("error") == "no_node":
-                return Response(
-                    {"detail": outcome["detail"], "code": NoNodeAvailable.code},
-                    status=NoNodeAvailable.status,
-                    headers={"Retry-After": str(NoNodeAvailable.retry_after)},
+            if outcome.get("error") == "no_node":  # 503 no_node, from the error table
+                raise NoNodeAvailable(
+                    size=room.expected_size, tags=room.ministry.residency_tags or []
                 )
             allocation = allocation_live(room_id=room.pk)
         if allocation is None:

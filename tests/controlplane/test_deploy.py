@@ -725,6 +725,17 @@ def test_beat_ticks_touch_the_heartbeat(tmp_path, monkeypatch):
     assert beat_file.exists()
 
 
+def test_a_ready_worker_touches_the_heartbeat(tmp_path, monkeypatch):
+    """A worker marks itself alive as soon as it is ready: the receiver that
+    ControlplaneConfig.ready connects to Celery's worker_ready signal."""
+    from celery.signals import worker_ready
+
+    beat_file = tmp_path / "heartbeat"
+    monkeypatch.setenv("HEARTBEAT_FILE", str(beat_file))
+    worker_ready.send(sender=None)
+    assert beat_file.exists()
+
+
 def test_worker_heartbeats_touch_the_heartbeat(tmp_path, monkeypatch):
     """Each event heartbeat of a worker (Celery's Heart, every 2 s from the consumer's
     loop) marks it alive, and no worker Deployment turns those heartbeats off."""

@@ -57,6 +57,19 @@ def test_a_busy_slot_starts_no_second_drainer(redis_clean, monkeypatch):
     assert 0 < r.pttl(queueing.SLOT.format(0)) <= queueing.SLOT_TTL_MS
 
 
+def test_a_drainer_is_queued_by_the_task_s_own_name(monkeypatch):
+    """queueing names the drainer task instead of importing it: the name it sends is
+    the task's, with the slot, on the allocation queue."""
+    from controlplane.celery import app
+    from media_nodes.tasks import room_allocate_drain
+
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, **kw: sent.append((name, args)))
+    queueing.drainer_start(3)
+    assert sent == [(room_allocate_drain.name, (3,))]
+    assert app.amqp.router.route({}, sent[0][0])["queue"].name == "allocation"
+
+
 def test_eager_mode_places_inline(world, settings):
     """Without a broker (the demo) a request is placed at once and returns its outcome."""
     from rooms.models import Room

@@ -22,9 +22,11 @@ URLs (kombu's handling of ``rediss`` is kept: it goes by the URL's scheme).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from queue import Empty
 
 import redis
+from django.conf import settings
 from kombu import transport as kombu_transports
 from kombu.transport import redis as kombu_redis
 
@@ -64,3 +66,15 @@ def transport_register() -> None:
     for scheme in SCHEMES:
         kombu_transports.TRANSPORT_ALIASES[scheme] = path
         kombu_transports._transport_cache.pop(scheme, None)
+
+
+@lru_cache(maxsize=4)
+def _redis_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def broker_redis() -> redis.Redis:
+    """A plain client of the broker's Redis (the placement queue, the queues' lengths),
+    one per process and URL, with short timeouts: callers answer 503 or skip a figure
+    rather than hang."""
+    return _redis_for(settings.CELERY_BROKER_URL)

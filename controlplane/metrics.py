@@ -24,10 +24,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-import redis
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -44,6 +42,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from controlplane.broker import broker_redis
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +117,9 @@ def state_reader_register(*, source: str, reader: StateReader) -> None:
         readers.append(reader)
 
 
-@lru_cache(maxsize=4)
-def _redis_client(url: str):
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 def celery_queue_lengths() -> list[Metric]:
     """Tasks waiting in each Celery queue (on the broker's Redis)."""
-    client = _redis_client(settings.CELERY_BROKER_URL)
+    client = broker_redis()
     queues = GaugeMetricFamily(
         "visio_celery_queue_length", "Tasks waiting in each Celery queue", labels=["queue"]
     )

@@ -31,7 +31,6 @@ import logging
 import math
 import secrets
 from datetime import timedelta
-from functools import lru_cache
 
 import redis
 from celery import current_app
@@ -42,6 +41,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as BrokerError
 
+from controlplane.broker import broker_redis
 from controlplane.errors import Outage
 from media_nodes.allocations import allocation_place, placement_request_answered
 from media_nodes.models import PlacementRequest
@@ -86,13 +86,9 @@ class QueueUnavailable(Outage):
         return math.ceil(settings.PLACEMENT_SWEEP_EVERY_SECONDS)
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 def client() -> redis.Redis:
-    return _client(settings.CELERY_BROKER_URL)
+    """The broker's Redis, where the placement lists live."""
+    return broker_redis()
 
 
 def coalescing() -> bool:

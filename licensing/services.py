@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.access import access_for
+from accounts.access import require_operator
 from accounts.selectors import agents_with_seat
 from audit.actor import Actor
 from audit.services import audit_record
@@ -76,8 +76,7 @@ def licence_pool_create(
     sovereign_cost_eur,
 ) -> LicencePool:
     """Give a ministry seats for a period (operators only); periods may not overlap."""
-    if not (actor.is_system or access_for(actor.user).operator):
-        raise PermissionDenied(_("Only platform operators may do this."))
+    require_operator(actor)
     if ends_on < starts_on:
         raise ValidationError({"ends_on": _("The period ends before it starts.")})
     # Lock the ministry's pools so that two overlapping creations cannot both pass.

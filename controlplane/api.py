@@ -16,7 +16,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from controlplane import outage
-from controlplane.errors import DATABASE_ERRORS, error_describe
+from controlplane.errors import DATABASE_ERRORS
 from controlplane.ratelimit import RateLimited, rate_limit_hit
 
 # Ministry codes, room addresses and node names are slugs: a URL whose lookup is
@@ -95,7 +95,7 @@ def exception_handler(exc, context):
     lookups); every domain error answers from the one table (``controlplane.errors``):
     ``{"detail", "code"}`` with its status, a ValidationError raised by a service as
     DRF's messages by field, an unreachable database as a 503 with Retry-After."""
-    described = error_describe(exc)
+    described = outage.error_answer(context["request"], exc)
     if described is None:
         return drf_exception_handler(exc, context)
     if described.fields is not None:
@@ -106,8 +106,7 @@ def exception_handler(exc, context):
         headers=described.headers,
     )
     if isinstance(exc, DATABASE_ERRORS):
-        outage.database_unavailable_log(context["request"], exc)
-        response._has_been_logged = True  # in one line above, not again as an error
+        response._has_been_logged = True  # logged once by error_answer, not again
     return response
 
 

@@ -19,7 +19,9 @@ from django.views import defaults
 from controlplane.errors import (
     DATABASE_ERRORS,
     DATABASE_RETRY_AFTER_SECONDS,
+    Described,
     database_unavailable_detail,
+    error_describe,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,16 @@ def database_unavailable_log(request, exc: BaseException) -> None:
         request.path,
         type(exc).__name__,
     )
+
+
+def error_answer(request, exc: BaseException) -> Described | None:
+    """The error table's answer to ``exc`` for an edge (the API, SCIM), with a
+    database outage logged once here, in one warning line; the edge marks its
+    response as logged so that Django does not log it again as an error."""
+    described = error_describe(exc)
+    if described is not None and isinstance(exc, DATABASE_ERRORS):
+        database_unavailable_log(request, exc)
+    return described
 
 
 def database_unavailable_response(request) -> HttpResponse:

@@ -31,7 +31,8 @@ from scim2_models import (
 
 from accounts.api.authentication import ApiTokenPrincipal
 from audit.actor import Actor, client_ip
-from controlplane.errors import error_describe
+from controlplane import outage
+from controlplane.errors import DATABASE_ERRORS
 from controlplane.ratelimit import rate_limit_hit
 from scim import services
 
@@ -217,9 +218,12 @@ def scim_endpoint(handler):
         except SCIMException as exc:
             return error_response(exc)
         except Exception as exc:
-            described = error_describe(exc)
+            described = outage.error_answer(request, exc)
             if described is None:
                 raise  # a bug: Django's 500
-            return scim_error_response(described)
+            response = scim_error_response(described)
+            if isinstance(exc, DATABASE_ERRORS):
+                response._has_been_logged = True  # logged once by error_answer, not again
+            return response
 
     return view

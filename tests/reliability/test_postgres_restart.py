@@ -8,6 +8,7 @@ shared PostgreSQL on 5432 is never touched.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -223,7 +224,7 @@ def test_postgres_restart_is_survived(private_postgres, service):
     ids=["scim", "webhook"],
 )
 def test_database_outage_answers_machines_in_their_format(
-    client, monkeypatch, path, patched, content_type
+    client, monkeypatch, caplog, path, patched, content_type
 ):
     """PostgreSQL restarted: requests fail cleanly, also for machines: a directory gets
     a SCIM error, a media node's webhook a 503 that LiveKit retries."""
@@ -245,3 +246,10 @@ def test_database_outage_answers_machines_in_their_format(
         assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
         assert body["status"] == "503"
     assert "Connection refused" not in response.content.decode()
+    # Logged once, as an outage (one warning naming the error's class), never as a 500.
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in lines if "database unavailable" in r.getMessage()] == [
+        f"database unavailable: {'GET' if path.startswith('/scim/') else 'POST'} {path} "
+        "answered 503 (OperationalError)"
+    ]
+    assert not [r for r in lines if r.levelno >= logging.ERROR]

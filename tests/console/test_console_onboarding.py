@@ -291,6 +291,24 @@ def test_goal_progress_counts_agents_active_in_the_last_30_days(client, world):
     assert "atteint" in page
 
 
+def test_the_goal_sentence_is_one_and_agrees_in_number(client, world):
+    """The ministry page and the dashboard say the goal's progress with the same words,
+    singular for one agent, plural for two."""
+    Ministry.objects.filter(pk=world.a.pk).update(
+        rollout_target_agents=4, rollout_target_date=timezone.localdate() + timedelta(days=90)
+    )
+    Agent.objects.filter(pk=world.agent_a.pk).update(last_login=timezone.now())
+    client.force_login(world.operator)
+    one = "1 agent connecté depuis moins de 30 jours pour un objectif de 4 d’ici le"
+    for url in ("/console/ministeres/alpha/", "/console/tableau-de-bord/alpha/"):
+        page = client.get(url).content.decode()
+        assert one in page, url
+    Agent.objects.filter(pk=world.admin_a.pk).update(last_login=timezone.now())
+    two = "2 agents connectés depuis moins de 30 jours pour un objectif de 4 d’ici le"
+    for url in ("/console/ministeres/alpha/", "/console/tableau-de-bord/alpha/"):
+        assert two in client.get(url).content.decode(), url
+
+
 def test_import_page_shows_progress_and_refreshes_while_running(client, world):
     """A running import shows rows done out of the total and refreshes itself; a
     finished one stops refreshing."""

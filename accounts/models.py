@@ -145,6 +145,18 @@ class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
     )
     external_id = models.CharField(_("directory identifier"), max_length=255, blank=True)
     organizational_unit = models.CharField(_("organisational unit"), max_length=255, blank=True)
+    # Kept from the ministry's directory (SCIM core and enterprise attributes).
+    title = models.CharField(_("job title"), max_length=128, blank=True)
+    preferred_language = models.CharField(_("preferred language"), max_length=35, blank=True)
+    employee_number = models.CharField(_("employee number"), max_length=64, blank=True)
+    manager = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="reports",
+        verbose_name=_("manager"),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     is_staff = models.BooleanField(_("Django admin access"), default=False)
     deactivated_at = models.DateTimeField(_("deactivated at"), null=True, blank=True)
@@ -154,6 +166,11 @@ class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
         blank=True,
         help_text=_("Set when the directory deletes the agent, from the ministry's retention."),
     )
+    # A directory's DELETE: the agent is gone for the directory (404, no uniqueness
+    # clash): their address moves to deleted_email (erased with the rest after the
+    # retention) and email holds a placeholder, so the address is free again.
+    deleted_at = models.DateTimeField(_("deleted by the directory at"), null=True, blank=True)
+    deleted_email = models.EmailField(_("email before deletion"), max_length=254, blank=True)
 
     objects = AgentManager()
 
@@ -170,7 +187,7 @@ class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
             models.CheckConstraint(condition=Q(email=Lower("email")), name="agent_email_lowercase"),
             models.UniqueConstraint(
                 fields=["ministry", "external_id"],
-                condition=~Q(external_id=""),
+                condition=~Q(external_id="") & Q(deleted_at__isnull=True),
                 name="agent_external_id_unique_per_ministry",
             ),
             models.CheckConstraint(

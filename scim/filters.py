@@ -13,6 +13,7 @@ from datetime import datetime
 from uuid import UUID
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 from pydantic import ValidationError as PydanticValidationError
 from scim2_models import Context, Error, InvalidFilterException, SearchRequest
 from scim2_models.path import (
@@ -87,10 +88,65 @@ ORDER_LOOKUPS = {
 }
 
 
+# A directory's filter is a probe (``userName eq "…"``) or a handful of terms; these
+# bounds keep a hostile one from costing seconds of parsing and SQL planning.
+MAX_FILTER_LENGTH = 4096
+MAX_FILTER_NESTING = 16
+MAX_FILTER_TERMS = 50
+
+
+def filter_text_check(text) -> None:
+    """Refuse, before parsing, a filter longer than MAX_FILTER_LENGTH characters or
+    nested (parentheses, brackets) deeper than MAX_FILTER_NESTING."""
+    if not isinstance(text, str):
+        return  # the model's validation says what is wrong with it
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidFilterException(
+            detail=_("A filter is limited to %(n)s characters.") % {"n": MAX_FILTER_LENGTH}
+        )
+    depth, quoted, escaped = 0, False, False
+    for char in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+            continue
+        if char == '"':
+            quoted = True
+        elif char in "([":
+            depth += 1
+            if depth > MAX_FILTER_NESTING:
+                raise InvalidFilterException(
+                    detail=_("A filter is limited to %(n)s nested levels.")
+                    % {"n": MAX_FILTER_NESTING}
+                )
+        elif char in ")]":
+            depth -= 1
+
+
+def _terms(node: FilterNode) -> int:
+    count, stack = 0, [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, LogicalExpr):
+            stack.extend(node.terms)
+        elif isinstance(node, Not):
+            stack.append(node.expr)
+        elif isinstance(node, ValuePath):
+            stack.append(node.val_filter)
+        else:
+            count += 1
+    return count
+
+
 def filter_compile(text: str, resource: str) -> Q:
     """Parse ``text`` as the endpoint does (a SearchRequest's filter) and compile it;
     any filter that cannot run raises ``InvalidFilterException`` saying why."""
     model = {"user": UserWithExtension, "group": Group}[resource]
+    filter_text_check(text)
     try:
         search = SearchRequest[model].model_validate(
             {"filter": text}, scim_ctx=Context.SEARCH_REQUEST
@@ -102,6 +158,10 @@ def filter_compile(text: str, resource: str) -> Q:
 
 def compile_filter(node: FilterNode, resource: str) -> Q:
     """Return the ``Q`` selecting the rows ``node`` matches (``resource``: user/group)."""
+    if _terms(node) > MAX_FILTER_TERMS:
+        raise InvalidFilterException(
+            detail=_("A filter is limited to %(n)s comparisons.") % {"n": MAX_FILTER_TERMS}
+        )
     schemas, columns = SCHEMAS[resource]
     return _compile(node, lambda path: _column(path, schemas, columns, prefix=None))
 

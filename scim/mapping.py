@@ -6,6 +6,7 @@ drift apart: a resource read back after a write shows what was written.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from scim2_models import InvalidValueException
 
 from accounts.models import Agent
@@ -51,7 +52,7 @@ def agent_data(user: UserWithExtension) -> services.AgentData:
     """What a SCIM User asks of its agent, for the services; userName must be an email."""
     email = (user.user_name or "").strip().lower()
     if not email or "@" not in email:
-        raise InvalidValueException(detail="userName must be the agent's professional email.")
+        raise InvalidValueException(detail=_("userName must be the agent's professional email."))
     extension = user[EnterpriseUser]
     return services.AgentData(
         email=email,
@@ -81,11 +82,11 @@ def group_resource(group: DirectoryGroup, base: str) -> Group:
 def group_fields(group: Group) -> dict:
     """What a SCIM Group asks of its directory group, as the services' keyword arguments."""
     if not (group.display_name or "").strip():
-        raise InvalidValueException(detail="displayName is required.")
+        raise InvalidValueException(detail=_("displayName is required."))
     members = []
     for member in group.members or []:
         if member.type not in (None, "User"):
-            raise InvalidValueException(detail="Groups hold users only, not other groups.")
+            raise InvalidValueException(detail=_("Groups hold users only, not other groups."))
         members.append(member.value)
     return {
         "display_name": group.display_name.strip(),

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import time
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError
 from django.http import HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError as PydanticValidationError
 from scim2_models import (
@@ -21,6 +27,7 @@ from scim2_models import (
     Error,
     ForbiddenException,
     InvalidSyntaxException,
+    InvalidValueException,
     Meta,
     PayloadTooLargeException,
     PreconditionFailedException,
@@ -30,6 +37,7 @@ from scim2_models import (
 )
 
 from accounts.api.authentication import ApiTokenPrincipal
+from accounts.tokens import token_digest
 from audit.actor import Actor, client_ip
 from controlplane import outage
 from controlplane.errors import DATABASE_ERRORS
@@ -38,6 +46,9 @@ from scim import services
 
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 1_000_000
+MAX_DEPTH = 32  # a User is 4 levels deep; a PatchOp with a value filter, 6
+# C0 controls and DEL (tab and line breaks included: no attribute holds one).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # -- Responses ------------------------------------------------------------------
@@ -45,11 +56,9 @@ MAX_BODY_BYTES = 1_000_000
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> HttpResponse:
     """A SCIM JSON answer (or an empty one when ``body`` is None), with extra headers."""
-    response = HttpResponse(
-        json.dumps(body, default=str) if body is not None else b"",
-        status=status,
-        content_type=CONTENT_TYPE if body is not None else None,
-    )
+    if body is None:
+        return empty_response(status, headers)
+    response = HttpResponse(json.dumps(body, default=str), status=status, content_type=CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -85,11 +94,22 @@ def list_response(resources: list[dict], total: int, start: int) -> dict:
     }
 
 
-def method_not_allowed(request) -> HttpResponse:
-    """The 405 error body for a method an endpoint does not serve."""
-    exc = SCIMException(detail=f"{request.method} is not supported here.")
+def method_not_allowed(request, allow: str) -> HttpResponse:
+    """The 405 error body for a method an endpoint does not serve, with ``Allow``."""
+    exc = SCIMException(detail=_("%(method)s is not supported here.") % {"method": request.method})
     exc.status = 405
-    return error_response(exc)
+    response = error_response(exc)
+    response["Allow"] = allow
+    return response
+
+
+def empty_response(status: int, headers: dict | None = None) -> HttpResponse:
+    """An answer without a body (204, 304): no Content-Type either."""
+    response = HttpResponse(status=status)
+    del response["Content-Type"]
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
 
 
 # -- Locations, versions and meta -------------------------------------------------
@@ -126,7 +146,7 @@ def check_if_match(request, current_etag: str) -> None:
     tags = {t.strip() for t in wanted.split(",")}
     if "*" not in tags and current_etag not in tags:
         raise PreconditionFailedException(
-            detail="The resource changed since you read it (If-Match does not match)."
+            detail=_("The resource changed since you read it (If-Match does not match).")
         )
 
 
@@ -149,9 +169,9 @@ class DirectoryPrincipal(ApiTokenPrincipal):
 
 def _authenticate(request):
     header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, clear = header.partition(" ")
+    scheme, _sep, clear = header.partition(" ")
     if scheme.lower() != "bearer" or not clear.strip():
-        raise UnauthorizedException(detail="A directory token is required (Bearer).")
+        raise UnauthorizedException(detail=_("A directory token is required (Bearer)."))
     try:
         token = services.directory_token_authenticate(clear.strip())
     except ValueError as exc:
@@ -162,27 +182,81 @@ def _authenticate(request):
     return token, Actor(user=principal, ip=client_ip(request), label=f"scim:{token.prefix}")
 
 
+def _chunked_body(request) -> bytes:
+    """A body sent without Content-Length (chunked): read it, at most one byte past
+    the limit, rather than take it for empty."""
+    if not hasattr(request, "_scim_chunked_body"):  # read once (a retry reads it again)
+        request._scim_chunked_body = request.META["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    body = request._scim_chunked_body
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeException(
+            detail=_("Bodies are limited to %(n)s bytes.") % {"n": MAX_BODY_BYTES}
+        )
+    return body
+
+
+def _check_tree(payload: Any) -> None:
+    """Refuse a body nested deeper than MAX_DEPTH (invalidSyntax) or holding a control
+    character in any key or string (invalidValue): no stored value may hold one, and
+    PostgreSQL refuses NUL outright. Iterative, so no depth can exhaust the stack."""
+    stack = [(payload, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidSyntaxException(
+                detail=_("The body is nested deeper than %(n)s levels.") % {"n": MAX_DEPTH}
+            )
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{path}.{key}" if path else key
+                _check_text(key, where)
+                stack.append((value, depth + 1, where))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1, path) for item in node)
+        elif isinstance(node, str):
+            _check_text(node, path)
+
+
+def _check_text(text: str, where: str) -> None:
+    if CONTROL_CHARACTERS.search(text):
+        raise InvalidValueException(
+            detail=_("“%(attribute)s” holds a control character.") % {"attribute": where or "body"}
+        )
+
+
 def request_body(request) -> Any:
-    """The request's JSON body, refused if its content type is not JSON or it is too big."""
+    """The request's JSON body, refused if its content type is not JSON, it is too
+    big, too deeply nested or holds a control character."""
     content_type = request.META.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
     if content_type and not (
         content_type == "application/json"
         or (content_type.startswith("application/") and content_type.endswith("+json"))
     ):
-        raise InvalidSyntaxException(detail=f"Unsupported content type “{content_type}”.")
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if length > MAX_BODY_BYTES:
-        raise PayloadTooLargeException(detail=f"Bodies are limited to {MAX_BODY_BYTES} bytes.")
+        raise InvalidSyntaxException(
+            detail=_("Unsupported content type “%(type)s”.") % {"type": content_type}
+        )
     try:
-        return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidSyntaxException(detail=f"The body is not valid JSON: {exc}") from exc
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY_BYTES:
+        raise PayloadTooLargeException(
+            detail=_("Bodies are limited to %(n)s bytes.") % {"n": MAX_BODY_BYTES}
+        )
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    raw = _chunked_body(request) if chunked and not length else request.body
+    try:
+        payload = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidSyntaxException(detail=_("The body is not valid JSON.")) from exc
+    _check_tree(payload)
+    return payload
 
 
 def validate(model, payload, ctx: Context):
     """A payload as a scim2-models ``model`` in ``ctx``; the first problem as a SCIM error."""
     if not isinstance(payload, dict):
-        raise InvalidSyntaxException(detail="The body must be a JSON object.")
+        raise InvalidSyntaxException(detail=_("The body must be a JSON object."))
     try:
         return model.model_validate(payload, scim_ctx=ctx)
     except PydanticValidationError as exc:
@@ -195,35 +269,114 @@ def response_parameters(model, query) -> ResponseParameters:
     return validate(ResponseParameters[model], params, Context.SEARCH_REQUEST)
 
 
+# Digests of tokens that authenticated in this process lately: only those get a
+# rate-limit bucket of their own. Filled only by a successful authentication, so
+# random bearer values cannot grow it; read without any query or round trip.
+KNOWN_TOKEN_SECONDS = 300
+_known_tokens: dict[str, float] = {}
+
+
+def _bearer(request) -> str:
+    scheme, _sep, clear = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return clear.strip() if scheme.lower() == "bearer" else ""
+
+
 def _rate_limit(request) -> None:
-    """Count the request against its directory token (whichever ministry it belongs
-    to, checked or not: no query is spent on a flood), or its address without one."""
-    scheme, _, clear = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() == "bearer" and clear.strip():
-        key = f"token:{clear.strip()}"
+    """Count the request against its directory token when that token authenticated
+    here lately, else against its client address: unknown, revoked or malformed
+    bearer values share their address's bucket, so inventing tokens buys nothing."""
+    clear = _bearer(request)
+    digest = token_digest(clear) if clear else ""
+    if digest and _known_tokens.get(digest, 0) > time.monotonic():
+        key = f"token:{digest}"
     else:
         key = f"ip:{client_ip(request)}"
     rate_limit_hit("scim", key=key, rate=settings.RATE_LIMIT_SCIM)
 
 
-def scim_endpoint(handler):
-    """Rate-limit, authenticate, run, and turn every refusal into a SCIM error body."""
+def _token_known(clear: str) -> None:
+    now = time.monotonic()
+    if len(_known_tokens) > 1000:  # a few per ministry: drop what expired
+        for digest, until in list(_known_tokens.items()):
+            if until <= now:
+                del _known_tokens[digest]
+    _known_tokens[token_digest(clear)] = now + KNOWN_TOKEN_SECONDS
+
+
+def answer_language(request) -> str:
+    """The answer's language: the first of Accept-Language we have, else English
+    (directories are machines; the console is French, not this)."""
+    supported = {code for code, _name in settings.LANGUAGES}
+    for code, _quality in parse_accept_lang_header(request.META.get("HTTP_ACCEPT_LANGUAGE", "")):
+        code = code.lower().partition("-")[0]
+        if code in supported:
+            return code
+    return "en"
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure: the transaction was rolled back whole and
+    running it again is safe (it is not an outage)."""
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) in (
+        "40P01",
+        "40001",
+    )
+
+
+def _allowed(allow: tuple[str, ...]) -> str:
+    methods = list(allow) + (["HEAD"] if "GET" in allow else [])
+    return ", ".join(methods)
+
+
+def scim_endpoint(handler=None, *, allow: tuple[str, ...] = ("GET",)):
+    """Rate-limit, check the method, authenticate, run in the caller's language, and
+    turn every refusal into a SCIM error body. ``allow``: the methods served (HEAD
+    answers as GET without a body)."""
+    if handler is None:
+        return lambda handler: scim_endpoint(handler, allow=allow)
+
+    def answer(request, *args, **kwargs):
+        if request.method not in allow and not (request.method == "HEAD" and "GET" in allow):
+            return method_not_allowed(request, _allowed(allow))
+        token, actor = _authenticate(request)
+        _token_known(_bearer(request))
+        for attempt in range(2):
+            try:
+                return handler(request, token, actor, *args, **kwargs)
+            except OperationalError as exc:
+                if not _retryable(exc):
+                    raise
+                if attempt:
+                    error = SCIMException(
+                        detail=_("A concurrent change got in the way: please try again.")
+                    )
+                    error.status = 409
+                    raise error from exc
+        raise AssertionError("unreachable")
 
     @csrf_exempt
     def view(request, *args, **kwargs):
-        try:
-            _rate_limit(request)
-            token, actor = _authenticate(request)
-            return handler(request, token, actor, *args, **kwargs)
-        except SCIMException as exc:
-            return error_response(exc)
-        except Exception as exc:
-            described = outage.error_answer(request, exc)
-            if described is None:
-                raise  # a bug: Django's 500
-            response = scim_error_response(described)
-            if isinstance(exc, DATABASE_ERRORS):
-                response._has_been_logged = True  # logged once by error_answer, not again
-            return response
+        head = request.method == "HEAD"
+        if head:
+            request.method = "GET"
+        with translation.override(answer_language(request)):
+            try:
+                _rate_limit(request)
+                response = answer(request, *args, **kwargs)
+            except SCIMException as exc:
+                response = error_response(exc)
+            except Exception as exc:
+                described = outage.error_answer(request, exc)
+                if described is None:
+                    raise  # a bug: Django's 500
+                response = scim_error_response(described)
+                if isinstance(exc, DATABASE_ERRORS):
+                    response._has_been_logged = True  # logged once by error_answer
+            response["Content-Language"] = translation.get_language()
+        if head:
+            request.method = "HEAD"
+            response.content = b""
+        return response
 
+    view.__name__ = view.__qualname__ = getattr(handler, "__name__", "view")
     return view

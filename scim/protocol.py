@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
-import time
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import OperationalError
 from django.http import HttpResponse
@@ -41,8 +42,10 @@ from accounts.tokens import token_digest
 from audit.actor import Actor, client_ip
 from controlplane import outage
 from controlplane.errors import DATABASE_ERRORS
-from controlplane.ratelimit import rate_limit_hit
+from controlplane.ratelimit import rate_limit_check, rate_limit_hit
 from scim import services
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 1_000_000
@@ -269,11 +272,11 @@ def response_parameters(model, query) -> ResponseParameters:
     return validate(ResponseParameters[model], params, Context.SEARCH_REQUEST)
 
 
-# Digests of tokens that authenticated in this process lately: only those get a
-# rate-limit bucket of their own. Filled only by a successful authentication, so
-# random bearer values cannot grow it; read without any query or round trip.
-KNOWN_TOKEN_SECONDS = 300
-_known_tokens: dict[str, float] = {}
+# A token that authenticated lately is marked in the cache (shared by the
+# replicas): only a marked token gets a rate-limit bucket of its own. Anything else
+# (no bearer, a malformed, unknown or revoked one) is counted against its client
+# address when it fails, and refused without a query once the address is over.
+KNOWN_TOKEN_SECONDS = 3600
 
 
 def _bearer(request) -> str:
@@ -281,26 +284,44 @@ def _bearer(request) -> str:
     return clear.strip() if scheme.lower() == "bearer" else ""
 
 
-def _rate_limit(request) -> None:
-    """Count the request against its directory token when that token authenticated
-    here lately, else against its client address: unknown, revoked or malformed
-    bearer values share their address's bucket, so inventing tokens buys nothing."""
+def _known_key(clear: str) -> str | None:
+    if not clear or len(clear) > 128:
+        return None
+    return f"scim:known-token:{token_digest(clear)[:32]}"
+
+
+def _cache(method: str, *args) -> Any:
+    try:
+        return getattr(cache, method)(*args)
+    except Exception as exc:  # noqa: BLE001 - the cache is down: limits are not applied
+        logger.warning("SCIM token mark not %s: cache error %s", method, type(exc).__name__)
+        return None
+
+
+def _admit(request):
+    """Rate-limit and authenticate: a known token spends its own bucket; everything
+    else is checked against its address's bucket and spends it when refused, so
+    inventing bearer values buys nothing and costs no query past the limit."""
+    rate = settings.RATE_LIMIT_SCIM
     clear = _bearer(request)
-    digest = token_digest(clear) if clear else ""
-    if digest and _known_tokens.get(digest, 0) > time.monotonic():
-        key = f"token:{digest}"
+    known_key = _known_key(clear)
+    known = bool(known_key and _cache("get", known_key))
+    address = f"ip:{client_ip(request)}"
+    if known:
+        rate_limit_hit("scim", key=f"token:{known_key}", rate=rate)
     else:
-        key = f"ip:{client_ip(request)}"
-    rate_limit_hit("scim", key=key, rate=settings.RATE_LIMIT_SCIM)
-
-
-def _token_known(clear: str) -> None:
-    now = time.monotonic()
-    if len(_known_tokens) > 1000:  # a few per ministry: drop what expired
-        for digest, until in list(_known_tokens.items()):
-            if until <= now:
-                del _known_tokens[digest]
-    _known_tokens[token_digest(clear)] = now + KNOWN_TOKEN_SECONDS
+        rate_limit_check("scim", key=address, rate=rate)
+    try:
+        token, actor = _authenticate(request)
+    except SCIMException:
+        if known:
+            _cache("delete", known_key)
+        rate_limit_hit("scim", key=address, rate=rate)
+        raise
+    if not known:
+        _cache("set", known_key, 1, KNOWN_TOKEN_SECONDS)
+        rate_limit_hit("scim", key=f"token:{known_key}", rate=rate)
+    return token, actor
 
 
 def answer_language(request) -> str:
@@ -338,8 +359,7 @@ def scim_endpoint(handler=None, *, allow: tuple[str, ...] = ("GET",)):
     def answer(request, *args, **kwargs):
         if request.method not in allow and not (request.method == "HEAD" and "GET" in allow):
             return method_not_allowed(request, _allowed(allow))
-        token, actor = _authenticate(request)
-        _token_known(_bearer(request))
+        token, actor = _admit(request)
         for attempt in range(2):
             try:
                 return handler(request, token, actor, *args, **kwargs)
@@ -361,7 +381,6 @@ def scim_endpoint(handler=None, *, allow: tuple[str, ...] = ("GET",)):
             request.method = "GET"
         with translation.override(answer_language(request)):
             try:
-                _rate_limit(request)
                 response = answer(request, *args, **kwargs)
             except SCIMException as exc:
                 response = error_response(exc)

@@ -250,7 +250,11 @@ def request_body(request) -> Any:
     raw = _chunked_body(request) if chunked and not length else request.body
     try:
         payload = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise InvalidSyntaxException(
+            detail=_("The body is nested deeper than %(n)s levels.") % {"n": MAX_DEPTH}
+        ) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSyntaxException(detail=_("The body is not valid JSON.")) from exc
     _check_tree(payload)
     return payload

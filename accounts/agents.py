@@ -201,6 +201,11 @@ def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     _require_agent_admin(actor, agent)
     if agent.is_active:
         return agent
+    if agent.deleted_at is not None:
+        # Their address and login binding are gone: the directory creates them anew.
+        raise ValidationError(
+            {"agent": _("This agent was deleted by the directory: they cannot come back.")}
+        )
     if agent.ministry_id is not None:
         seat_reserve(ministry=agent.ministry)
     agent.is_active = True

@@ -558,3 +558,51 @@ def scim_token(world):
 
 def client(clear):
     return Client(HTTP_AUTHORIZATION=f"Bearer {clear}")
+
+
+@pytest.mark.parametrize(
+    "taken, attribute",
+    [({"email": "agent"}, "userName"), ({"external_id": "dir-7"}, "externalId")],
+)
+def test_a_value_taken_past_the_checks_is_a_conflict(world, scim_a, monkeypatch, taken, attribute):
+    """When a concurrent write takes the value between the checks and the insert, the
+    database's constraint answers, by its name: 409 uniqueness naming the attribute."""
+    import accounts.agents
+    import scim.services
+
+    Agent.objects.filter(pk=world.agent_a.pk).update(external_id="dir-7")
+    monkeypatch.setattr(scim.services, "_check_unique", lambda *args, **kwargs: None)
+    monkeypatch.setattr(accounts.agents, "_check_agent_email", lambda m, email, **kw: email)
+    monkeypatch.setattr(accounts.agents, "_check_external_id", lambda *args, **kw: None)
+    email = world.agent_a.email if "email" in taken else "libre@alpha.gouv.fr"
+    before = written()
+    response = send(scim_a, "post", "Users", new_user(email, externalId="dir-7"))
+    refused(response, 409, "uniqueness", attribute)
+    assert written() == before
+    # The same on a rename.
+    other = Agent.objects.filter(ministry=world.a).exclude(pk=world.agent_a.pk).first()
+    response = send(scim_a, "put", f"Users/{other.pk}", new_user(email, externalId="dir-7"))
+    refused(response, 409, "uniqueness", attribute)
+    assert written() == before
+
+
+def test_a_login_with_a_malformed_address_is_refused(world):
+    from accounts.login import LoginRefused, agent_login
+
+    world.a.allow_creation_at_first_login = True
+    before = written()
+    for address in ("a@b@alpha.gouv.fr", '"a b"@alpha.gouv.fr', "<script>@alpha.gouv.fr"):
+        with pytest.raises(LoginRefused) as exc:
+            agent_login(claims={"sub": "s-1", "email": address, "siret": ""})
+        assert exc.value.reason == "claims_missing"
+    assert written() == before
+
+
+def test_a_deleted_agent_cannot_be_reactivated(world, scim_a):
+    from tests.support.clients import client_as
+
+    agent, _group = _delete(world, scim_a)
+    response = client_as(world.admin_a).post(f"/api/v1/agents/{agent.pk}/reactivate/")
+    assert response.status_code == 400
+    agent.refresh_from_db()
+    assert not agent.is_active

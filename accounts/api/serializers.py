@@ -110,6 +110,8 @@ class AgentSerializer(serializers.ModelSerializer):
             "organizational_unit",
             "is_active",
             "deactivated_at",
+            "deleted_at",
+            "erase_after",
             "sub",
             "created_at",
             "updated_at",
@@ -122,7 +124,7 @@ class AgentSerializer(serializers.ModelSerializer):
         return {
             "update": can,
             "deactivate": can and obj.is_active,
-            "reactivate": can and not obj.is_active,
+            "reactivate": can and not obj.is_active and obj.deleted_at is None,
         }
 
 

@@ -602,7 +602,26 @@ def test_a_deleted_agent_cannot_be_reactivated(world, scim_a):
     from tests.support.clients import client_as
 
     agent, _group = _delete(world, scim_a)
-    response = client_as(world.admin_a).post(f"/api/v1/agents/{agent.pk}/reactivate/")
+    admin = client_as(world.admin_a)
+    shown = admin.get(f"/api/v1/agents/{agent.pk}/").json()
+    assert shown["deleted_at"] and shown["abilities"]["reactivate"] is False
+    response = admin.post(f"/api/v1/agents/{agent.pk}/reactivate/")
     assert response.status_code == 400
     agent.refresh_from_db()
     assert not agent.is_active
+
+
+def test_role_invitations_use_the_same_email_check(world):
+    from django.core.exceptions import ValidationError
+
+    from accounts.grants import role_grant_invite
+    from accounts.models import Role
+
+    with pytest.raises(ValidationError) as exc:
+        role_grant_invite(
+            actor=Actor.system("tests"),
+            email="a@b@alpha.gouv.fr",
+            role=Role.MINISTRY_ADMIN,
+            ministry=world.a,
+        )
+    assert "email" in exc.value.message_dict

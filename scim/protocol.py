@@ -50,8 +50,11 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 1_000_000
 MAX_DEPTH = 32  # a User is 4 levels deep; a PatchOp with a value filter, 6
-# C0 controls and DEL (tab and line breaks included: no attribute holds one).
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls and DEL, but for tab and line breaks, which RFC 7643 lets some values
+# hold (a formatted address); the attributes we store refuse those too
+# (scim.services). Attribute names hold none at all.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+NAME_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # -- Responses ------------------------------------------------------------------
@@ -212,7 +215,7 @@ def _check_tree(payload: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 where = f"{path}.{key}" if path else key
-                _check_text(key, where)
+                _check_text(key, where, NAME_CONTROL_CHARACTERS)
                 stack.append((value, depth + 1, where))
         elif isinstance(node, list):
             stack.extend((item, depth + 1, path) for item in node)
@@ -220,8 +223,8 @@ def _check_tree(payload: Any) -> None:
             _check_text(node, path)
 
 
-def _check_text(text: str, where: str) -> None:
-    if CONTROL_CHARACTERS.search(text):
+def _check_text(text: str, where: str, pattern=CONTROL_CHARACTERS) -> None:
+    if pattern.search(text):
         raise InvalidValueException(
             detail=_("“%(attribute)s” holds a control character.") % {"attribute": where or "body"}
         )

@@ -8,6 +8,7 @@ audit) and runs in one transaction: a refused request leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,24 +155,35 @@ SCIM_ATTRIBUTES = {
 }
 
 
-def _check_lengths(model, values: dict, names: dict) -> None:
-    """Every string within its column's length (400 ``invalidValue`` naming the
-    attribute, rather than the database's error)."""
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_strings(model, values: dict, names: dict) -> None:
+    """Every stored string within its column's length and free of control characters,
+    line breaks and tabs included (400 ``invalidValue`` naming the attribute, rather
+    than the database's error or a name that breaks a page)."""
     for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        attribute = names.get(name, name)
+        if CONTROL_CHARACTERS.search(value):
+            raise ValidationError(
+                _("“%(attribute)s” holds a control character.") % {"attribute": attribute}
+            )
         try:
             limit = model._meta.get_field(name).max_length
         except FieldDoesNotExist:
             continue
-        if isinstance(value, str) and limit and len(value) > limit:
+        if limit and len(value) > limit:
             raise ValidationError(
                 _("%(attribute)s is longer than %(n)s characters.")
-                % {"attribute": names.get(name, name), "n": limit}
+                % {"attribute": attribute, "n": limit}
             )
 
 
 def _check_data(data: AgentData) -> None:
     values = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
-    _check_lengths(Agent, values, SCIM_ATTRIBUTES)
+    _check_strings(Agent, values, SCIM_ATTRIBUTES)
     try:
         validate_agent_email(data.email)
     except ValidationError as exc:
@@ -345,7 +357,7 @@ def _members(ministry: Ministry, member_ids: list[str]) -> list[Agent]:
 
 
 def _check_group_data(display_name: str, external_id: str) -> None:
-    _check_lengths(
+    _check_strings(
         DirectoryGroup,
         {"display_name": display_name, "external_id": external_id},
         {"display_name": "displayName", "external_id": "externalId"},

@@ -138,9 +138,23 @@ def test_control_characters_anywhere_are_invalid_values(world, scim_a, char):
     }
     response = send(scim_a, "patch", f"Users/{world.agent_a.pk}", patch)
     refused(response, 400, "invalidValue", "control character")
-    group = {"schemas": [GROUP], "displayName": f"Team{char}"}
+    group = {"schemas": [GROUP], "displayName": f"Te{char}am"}
     refused(send(scim_a, "post", "Groups", group), 400, "invalidValue", "displayName")
     assert written() == before
+
+
+def test_line_breaks_are_let_through_to_attributes_we_do_not_store():
+    """RFC 7643 lets a formatted address hold line breaks: the body check lets them
+    through (the attributes we store refuse them, as above); never in a name."""
+    from scim2_models import InvalidValueException
+
+    from scim.protocol import _check_tree
+
+    _check_tree({"addresses": [{"formatted": "1 rue de la Paix\n75002 Paris\tFrance"}]})
+    with pytest.raises(InvalidValueException):
+        _check_tree({"addresses": [{"formatted": "nul\x00"}]})
+    with pytest.raises(InvalidValueException):
+        _check_tree({"addresses\n": "x"})
 
 
 @pytest.mark.parametrize(
@@ -625,3 +639,19 @@ def test_role_invitations_use_the_same_email_check(world):
             ministry=world.a,
         )
     assert "email" in exc.value.message_dict
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_group_creates_of_one_external_id(world):
+    _, clear = scim_token(world)
+
+    def create(i):
+        group = {"schemas": [GROUP], "displayName": f"Team {i}", "externalId": "grp-1"}
+        return _answer(send(client(clear), "post", "Groups", group))
+
+    answers = _at_once(6, create)
+    assert sorted(s for s, _ in answers) == [201] + [409] * 5, answers
+    for status, body in answers:
+        if status == 409:
+            assert body["scimType"] == "uniqueness" and "externalId" in body["detail"], body
+    assert DirectoryGroup.objects.filter(external_id="grp-1").count() == 1

@@ -655,3 +655,43 @@ def test_simultaneous_group_creates_of_one_external_id(world):
         if status == 409:
             assert body["scimType"] == "uniqueness" and "externalId" in body["detail"], body
     assert DirectoryGroup.objects.filter(external_id="grp-1").count() == 1
+
+
+def test_a_deadlock_is_retried_once_then_answers_409_not_an_outage(world, scim_a, monkeypatch):
+    from django.db import OperationalError
+
+    import scim.services
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"
+
+    group = {"schemas": [GROUP], "displayName": "Team"}
+    group_id = send(scim_a, "post", "Groups", group).json()["id"]
+    real, calls = scim.services.group_replace, []
+
+    def deadlocks(times):
+        def replace(**kwargs):
+            calls.append(1)
+            if len(calls) <= times:
+                raise OperationalError("deadlock detected") from DeadlockDetected()
+            return real(**kwargs)
+
+        return replace
+
+    rename = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Renamed"}],
+    }
+    monkeypatch.setattr(scim.services, "group_replace", deadlocks(1))
+    assert send(scim_a, "patch", f"Groups/{group_id}", rename).status_code == 200
+    assert len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(scim.services, "group_replace", deadlocks(5))
+    response = send(
+        scim_a,
+        "patch",
+        f"Groups/{group_id}",
+        rename | {"Operations": [{"op": "replace", "path": "displayName", "value": "Again"}]},
+    )
+    refused(response, 409, None, "concurrent")
+    assert DirectoryGroup.objects.get(pk=group_id).display_name == "Renamed"

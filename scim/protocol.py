@@ -273,6 +273,26 @@ def validate(model, payload, ctx: Context):
         raise SCIMException.from_error(Error.from_validation_errors(exc)[0]) from exc
 
 
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
+
+
+def apply_patch(patch, resource) -> bool:
+    """Apply a validated PatchOp to ``resource``; whether it changed. A value of the
+    wrong type answers ``invalidValue`` naming the attribute, as on POST and PUT, not
+    pydantic's raw report."""
+    try:
+        return patch.patch(resource)
+    except SCIMException as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, PydanticValidationError):
+            raise
+        first = cause.errors()[0]
+        path = ".".join(_camel(str(part)) for part in first["loc"] if isinstance(part, str))
+        error = InvalidValueException(detail=f"{first['msg']}: {path}" if path else first["msg"])
+        raise error from exc
+
+
 def response_parameters(model, query) -> ResponseParameters:
     """The ``attributes``/``excludedAttributes`` a query asks the answer to keep or drop."""
     params = {k: query[k] for k in ("attributes", "excludedAttributes") if k in query}

@@ -50,6 +50,7 @@ from scim.mapping import agent_data, group_fields, group_resource, user_resource
 from scim.models import DirectoryGroup
 from scim.protocol import (
     answer_language,
+    apply_patch,
     base_url,
     check_if_match,
     empty_response,
@@ -380,7 +381,7 @@ def _write(request, token, actor, kind: Kind, resource_id):
             patch = validate(
                 PatchOp[kind.model], request_body(request), Context.RESOURCE_PATCH_REQUEST
             )
-            if patch.patch(current):
+            if apply_patch(patch, current):
                 _apply(actor, kind, row, current)
         return row
 

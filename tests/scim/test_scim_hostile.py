@@ -400,6 +400,17 @@ def test_invalid_json_and_wrong_shapes_agree_between_post_and_patch(world, scim_
         body = refused(send(scim_a, method, path, "{not json"), 400, "invalidSyntax", "JSON")
         assert "line 1 column" not in body["detail"]
         refused(send(scim_a, method, path, "[]"), 400, "invalidSyntax")
+    for path, value, attribute in (
+        ("userName", ["x"], "userName"),
+        ("active", "maybe", "active"),
+        ("name.givenName", 5, "givenName"),
+        (f"{USER.replace('core', 'extension:enterprise')}:department", ["x"], "department"),
+    ):
+        operation = {"op": "replace", "path": path, "value": value}
+        patch = {"schemas": [PATCH], "Operations": [operation]}
+        response = send(scim_a, "patch", f"Users/{agent.pk}", patch)
+        body = refused(response, 400, "invalidValue", attribute)
+        assert "validation error" not in body["detail"] and "pydantic" not in body["detail"]
     wrong = new_user(agent.email, active="maybe")
     refused(send(scim_a, "put", f"Users/{agent.pk}", wrong), 400, "invalidValue", "active")
     refused(send(scim_a, "post", "Users", wrong), 400, "invalidValue", "active")

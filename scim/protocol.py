@@ -371,21 +371,24 @@ def _retryable(exc: BaseException) -> bool:
     )
 
 
+def _with_language(response: HttpResponse) -> HttpResponse:
+    response["Content-Language"] = translation.get_language()
+    return response
+
+
 def _allowed(allow: tuple[str, ...]) -> str:
     methods = list(allow) + (["HEAD"] if "GET" in allow else [])
     return ", ".join(methods)
 
 
 def scim_endpoint(handler=None, *, allow: tuple[str, ...] = ("GET",)):
-    """Rate-limit, check the method, authenticate, run in the caller's language, and
+    """Check the method, rate-limit, authenticate, run in the caller's language, and
     turn every refusal into a SCIM error body. ``allow``: the methods served (HEAD
     answers as GET without a body)."""
     if handler is None:
         return lambda handler: scim_endpoint(handler, allow=allow)
 
     def answer(request, *args, **kwargs):
-        if request.method not in allow and not (request.method == "HEAD" and "GET" in allow):
-            return method_not_allowed(request, _allowed(allow))
         token, actor = _admit(request)
         for attempt in range(2):
             try:
@@ -403,11 +406,13 @@ def scim_endpoint(handler=None, *, allow: tuple[str, ...] = ("GET",)):
 
     @csrf_exempt
     def view(request, *args, **kwargs):
-        head = request.method == "HEAD"
-        if head:
-            request.method = "GET"
+        head = request.method == "HEAD" and "GET" in allow
         with translation.override(answer_language(request)):
             try:
+                if request.method not in allow and not head:
+                    return _with_language(method_not_allowed(request, _allowed(allow)))
+                if head:
+                    request.method = "GET"
                 response = answer(request, *args, **kwargs)
             except SCIMException as exc:
                 response = error_response(exc)
@@ -418,7 +423,7 @@ def scim_endpoint(handler=None, *, allow: tuple[str, ...] = ("GET",)):
                 response = scim_error_response(described)
                 if isinstance(exc, DATABASE_ERRORS):
                     response._has_been_logged = True  # logged once by error_answer
-            response["Content-Language"] = translation.get_language()
+            response = _with_language(response)
         if head:
             request.method = "HEAD"
             response.content = b""

@@ -343,6 +343,8 @@ def test_head_answers_like_get_without_a_body(world, scim_a):
     assert head.status_code == 200 and head.content == b""
     assert head["ETag"] == got["ETag"]
     assert scim_a.head("/scim/v2/Users").status_code == 200
+    not_served = scim_a.head("/scim/v2/Users/.search")
+    assert not_served.status_code == 405 and not_served["Allow"] == "POST"
 
 
 def test_bodiless_answers_have_no_content_type(world, scim_a):

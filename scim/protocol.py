@@ -20,6 +20,7 @@ from django.db import OperationalError
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError as PydanticValidationError
@@ -173,6 +174,15 @@ class DirectoryPrincipal(ApiTokenPrincipal):
         self.email = f"scim:{token.prefix}"
 
 
+# The token service's refusals, in the catalogue so that ``_authenticate`` answers
+# them in the request's language (a message already translated passes unchanged).
+TOKEN_REFUSALS = (
+    gettext_noop("Unknown directory token."),
+    gettext_noop("Unknown or revoked directory token."),
+    gettext_noop("This ministry is suspended: its directory sync is stopped."),
+)
+
+
 def _authenticate(request):
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _sep, clear = header.partition(" ")
@@ -181,9 +191,9 @@ def _authenticate(request):
     try:
         token = services.directory_token_authenticate(clear.strip())
     except ValueError as exc:
-        raise UnauthorizedException(detail=str(exc)) from exc
+        raise UnauthorizedException(detail=_(str(exc))) from exc
     except PermissionDenied as exc:
-        raise ForbiddenException(detail=str(exc)) from exc
+        raise ForbiddenException(detail=_(str(exc))) from exc
     principal = DirectoryPrincipal(token)
     return token, Actor(user=principal, ip=client_ip(request), label=f"scim:{token.prefix}")
 

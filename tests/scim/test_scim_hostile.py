@@ -439,6 +439,11 @@ def test_one_language_per_answer_english_by_default(world, scim_a):
     # An unknown language falls back to English; a 404 outside the routes too.
     de = send(scim_a, "get", "Users/nope", HTTP_ACCEPT_LANGUAGE="de")
     assert de["Content-Language"] == "en" and "not found" in de.json()["detail"]
+    stranger = Client(HTTP_AUTHORIZATION="Bearer scim_made-up")
+    unknown = send(stranger, "get", "Users", HTTP_ACCEPT_LANGUAGE="fr")
+    assert refused(unknown, 401, None, "Jeton")["detail"] == "Jeton d’annuaire inconnu ou révoqué."
+    unknown = send(stranger, "get", "Users")
+    assert refused(unknown, 401, None)["detail"] == "Unknown or revoked directory token."
     nowhere = send(Client(), "get", "Nowhere", HTTP_ACCEPT_LANGUAGE="fr")
     assert nowhere["Content-Language"] == "fr" and "Rien" in nowhere.json()["detail"]
 

@@ -20,7 +20,7 @@ from django.db import OperationalError
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext_lazy, gettext_noop
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError as PydanticValidationError
@@ -273,6 +273,56 @@ def request_body(request) -> Any:
     return payload
 
 
+# What a body of the wrong shape answers outside English: scim2-models (pydantic)
+# words its reports in English only, so each kind gets a sentence of ours.
+VALUE_MESSAGES = {
+    "string_type": gettext_lazy("%(attribute)s must be a string."),
+    "bool_type": gettext_lazy("%(attribute)s must be true or false."),
+    "bool_parsing": gettext_lazy("%(attribute)s must be true or false."),
+    "int_type": gettext_lazy("%(attribute)s must be an integer."),
+    "int_parsing": gettext_lazy("%(attribute)s must be an integer."),
+    "int_from_float": gettext_lazy("%(attribute)s must be an integer."),
+    "model_type": gettext_lazy("%(attribute)s must be an object."),
+    "model_attributes_type": gettext_lazy("%(attribute)s must be an object."),
+    "dict_type": gettext_lazy("%(attribute)s must be an object."),
+    "list_type": gettext_lazy("%(attribute)s must be a list."),
+    "string_too_long": gettext_lazy("%(attribute)s is too long."),
+    "missing": gettext_lazy("%(attribute)s is required."),
+    "extra_forbidden": gettext_lazy("%(attribute)s is not an attribute of this resource."),
+}
+INVALID_VALUE = gettext_lazy("%(attribute)s has an invalid value.")
+
+
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
+
+
+def _attribute(loc) -> str:
+    """A pydantic location as a SCIM attribute path (``name.givenName``)."""
+    parts = [
+        _camel(part)
+        for part in loc
+        if isinstance(part, str) and not any(c in part for c in "[(") and ":" not in part
+    ]
+    return ".".join(parts)
+
+
+def _translated(first: dict) -> str:
+    message = VALUE_MESSAGES.get(first["type"], INVALID_VALUE)
+    return str(message) % {"attribute": _attribute(first["loc"]) or "body"}
+
+
+def _refusal(cause: PydanticValidationError) -> SCIMException:
+    """The first problem of a validation as a SCIM error: invalidSyntax or
+    invalidValue as scim2-models classes it, worded in the request's language (its
+    own English words in English) and never as pydantic's raw report."""
+    first = cause.errors()[0]
+    error = Error.from_validation_error(first)
+    if not first["type"].startswith("scim_") and translation.get_language() != "en":
+        error = Error(status=error.status, scim_type=error.scim_type, detail=_translated(first))
+    return SCIMException.from_error(error)
+
+
 def validate(model, payload, ctx: Context):
     """A payload as a scim2-models ``model`` in ``ctx``; the first problem as a SCIM error."""
     if not isinstance(payload, dict):
@@ -280,11 +330,7 @@ def validate(model, payload, ctx: Context):
     try:
         return model.model_validate(payload, scim_ctx=ctx)
     except PydanticValidationError as exc:
-        raise SCIMException.from_error(Error.from_validation_errors(exc)[0]) from exc
-
-
-def _camel(name: str) -> str:
-    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
+        raise _refusal(exc) from exc
 
 
 def apply_patch(patch, resource) -> bool:
@@ -298,9 +344,11 @@ def apply_patch(patch, resource) -> bool:
         if not isinstance(cause, PydanticValidationError):
             raise
         first = cause.errors()[0]
-        path = ".".join(_camel(str(part)) for part in first["loc"] if isinstance(part, str))
-        error = InvalidValueException(detail=f"{first['msg']}: {path}" if path else first["msg"])
-        raise error from exc
+        path = _attribute(first["loc"])
+        detail = f"{first['msg']}: {path}" if path else first["msg"]
+        if translation.get_language() != "en":
+            detail = _translated(first)
+        raise InvalidValueException(detail=detail) from exc
 
 
 def response_parameters(model, query) -> ResponseParameters:

@@ -413,7 +413,11 @@ def test_invalid_json_and_wrong_shapes_agree_between_post_and_patch(world, scim_
         response = send(scim_a, "patch", f"Users/{agent.pk}", patch)
         body = refused(response, 400, "invalidValue", attribute)
         assert "validation error" not in body["detail"] and "pydantic" not in body["detail"]
+        french = send(scim_a, "patch", f"Users/{agent.pk}", patch, HTTP_ACCEPT_LANGUAGE="fr")
+        assert attribute in refused(french, 400, "invalidValue", "doit")["detail"]
     wrong = new_user(agent.email, active="maybe")
+    french = send(scim_a, "post", "Users", wrong, HTTP_ACCEPT_LANGUAGE="fr")
+    assert refused(french, 400, "invalidValue")["detail"] == "active doit valoir true ou false."
     refused(send(scim_a, "put", f"Users/{agent.pk}", wrong), 400, "invalidValue", "active")
     refused(send(scim_a, "post", "Users", wrong), 400, "invalidValue", "active")
 

@@ -42,6 +42,14 @@ def _require_agent_admin(actor: Actor, agent: Agent) -> None:
 AGENT_FIELDS = ("given_name", "usual_name", "external_id", "organizational_unit")
 
 
+def _deleted() -> ValidationError:
+    """A deleted agent's address and login binding are gone until their erasure: the
+    directory creates them anew rather than bringing the row back."""
+    return ValidationError(
+        {"agent": _("This agent was deleted by the directory: they cannot come back.")}
+    )
+
+
 def _email_taken() -> ValidationError:
     return ValidationError(
         {"email": ValidationError(_("An agent with this email already exists."), code="unique")}
@@ -144,6 +152,8 @@ def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
         Agent.objects.select_for_update(of=("self",)).select_related("ministry").get(pk=agent.pk)
     )
     _require_agent_admin(actor, agent)
+    if agent.deleted_at is not None:
+        raise _deleted()
     # Only a new value is checked (a directory resends what we hold at every sync).
     if fields.get("email", agent.email) != agent.email:
         fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
@@ -202,10 +212,7 @@ def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     if agent.is_active:
         return agent
     if agent.deleted_at is not None:
-        # Their address and login binding are gone: the directory creates them anew.
-        raise ValidationError(
-            {"agent": _("This agent was deleted by the directory: they cannot come back.")}
-        )
+        raise _deleted()
     if agent.ministry_id is not None:
         seat_reserve(ministry=agent.ministry)
     agent.is_active = True

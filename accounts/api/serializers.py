@@ -122,7 +122,7 @@ class AgentSerializer(serializers.ModelSerializer):
     def get_abilities(self, obj) -> dict[str, bool]:
         can = _access(self).can_admin(obj.ministry_id)
         return {
-            "update": can,
+            "update": can and obj.deleted_at is None,
             "deactivate": can and obj.is_active,
             "reactivate": can and not obj.is_active and obj.deleted_at is None,
         }

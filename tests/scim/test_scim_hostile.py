@@ -634,7 +634,7 @@ def test_a_login_with_a_malformed_address_is_refused(world):
     assert written() == before
 
 
-def test_a_deleted_agent_cannot_be_reactivated(world, scim_a):
+def test_a_deleted_agent_cannot_be_reactivated_or_changed(world, scim_a):
     from tests.support.clients import client_as
 
     agent, _group = _delete(world, scim_a)
@@ -643,6 +643,12 @@ def test_a_deleted_agent_cannot_be_reactivated(world, scim_a):
     assert shown["deleted_at"] and shown["abilities"]["reactivate"] is False
     response = admin.post(f"/api/v1/agents/{agent.pk}/reactivate/")
     assert response.status_code == 400
+    assert shown["abilities"]["update"] is False
+    response = admin.patch(
+        f"/api/v1/agents/{agent.pk}/", {"email": "back@alpha.gouv.fr"}, format="json"
+    )
+    assert response.status_code == 400 and "deleted" in str(response.json())
+    assert not Agent.objects.filter(email="back@alpha.gouv.fr").exists()
     agent.refresh_from_db()
     assert not agent.is_active
 

@@ -168,7 +168,9 @@ def compile_filter(node: FilterNode, resource: str) -> Q:
 
 def _column(path: AttrPath, schemas, columns, prefix: str | None) -> Column:
     if path.uri and path.uri.lower() not in schemas:
-        raise InvalidFilterException(detail=f"Unknown schema in filter: {path.uri}")
+        raise InvalidFilterException(
+            detail=_("Unknown schema in filter: %(uri)s") % {"uri": path.uri}
+        )
     name = path.attr.lower()
     if prefix:
         name = f"{prefix}.{name}"
@@ -176,7 +178,9 @@ def _column(path: AttrPath, schemas, columns, prefix: str | None) -> Column:
         name = f"{name}.{path.sub_attr.lower()}"
     column = columns.get(name)
     if column is None:
-        raise InvalidFilterException(detail=f"Filtering on “{path}” is not supported.")
+        raise InvalidFilterException(
+            detail=_("Filtering on “%(path)s” is not supported.") % {"path": path}
+        )
     return column
 
 
@@ -194,7 +198,9 @@ def _compile(node: FilterNode, resolve: Callable[[AttrPath], Column]) -> Q:
 
         def inner(path: AttrPath) -> Column:
             if path.sub_attr or path.uri:
-                raise InvalidFilterException(detail=f"Unsupported path in “{node}”.")
+                raise InvalidFilterException(
+                    detail=_("Unsupported path in “%(node)s”.") % {"node": node}
+                )
             return resolve(AttrPath(attr=outer.attr, sub_attr=path.attr, uri=outer.uri))
 
         return _compile(node.val_filter, inner)
@@ -202,7 +208,9 @@ def _compile(node: FilterNode, resolve: Callable[[AttrPath], Column]) -> Q:
         return _present(resolve(node.attr_path))
     if isinstance(node, Comparison):
         return _comparison(resolve(node.attr_path), node)
-    raise InvalidFilterException(detail=f"Unsupported filter expression: {node}")
+    raise InvalidFilterException(
+        detail=_("Unsupported filter expression: %(node)s") % {"node": node}
+    )
 
 
 def _present(column: Column) -> Q:
@@ -223,12 +231,15 @@ def _comparison(column: Column, node: Comparison) -> Q:
     if column.kind == "bool":
         if op != CompareOperator.eq or not isinstance(value, bool):
             raise InvalidFilterException(
-                detail=f"“{node.attr_path}” is a boolean: only eq true/false applies."
+                detail=_("“%(path)s” is a boolean: only eq true/false applies.")
+                % {"path": node.attr_path}
             )
         return Q(**{column.field: value})
     if column.kind == "id":
         if op != CompareOperator.eq or not isinstance(value, str):
-            raise InvalidFilterException(detail=f"“{node.attr_path}” only supports eq.")
+            raise InvalidFilterException(
+                detail=_("“%(path)s” only supports eq.") % {"path": node.attr_path}
+            )
         try:
             return Q(**{column.field: UUID(value)})
         except ValueError:
@@ -236,23 +247,27 @@ def _comparison(column: Column, node: Comparison) -> Q:
     if column.kind == "datetime":
         if op not in ORDER_LOOKUPS and op != CompareOperator.eq:
             raise InvalidFilterException(
-                detail=f"“{node.attr_path}” is a date-time: use eq, gt, ge, lt or le."
+                detail=_("“%(path)s” is a date-time: use eq, gt, ge, lt or le.")
+                % {"path": node.attr_path}
             )
         try:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError as exc:
-            raise InvalidFilterException(detail=f"“{value}” is not an RFC 3339 date-time.") from exc
+            raise InvalidFilterException(
+                detail=_("“%(value)s” is not an RFC 3339 date-time.") % {"value": value}
+            ) from exc
         lookup = ORDER_LOOKUPS.get(op, "exact")
         return Q(**{f"{column.field}__{lookup}": moment})
     # strings
     if not isinstance(value, str):
         raise InvalidFilterException(
-            detail=f"“{node.attr_path}” is a string: compare it with a quoted value."
+            detail=_("“%(path)s” is a string: compare it with a quoted value.")
+            % {"path": node.attr_path}
         )
     if "\x00" in value:
         # No stored string holds one, and PostgreSQL refuses it in any query.
         raise InvalidFilterException(
-            detail=f"The value compared with “{node.attr_path}” holds NUL."
+            detail=_("The value compared with “%(path)s” holds NUL.") % {"path": node.attr_path}
         )
     if op in ORDER_LOOKUPS:
         lookup = ORDER_LOOKUPS[op]

@@ -291,6 +291,17 @@ VALUE_MESSAGES = {
     "extra_forbidden": gettext_lazy("%(attribute)s is not an attribute of this resource."),
 }
 INVALID_VALUE = gettext_lazy("%(attribute)s has an invalid value.")
+# scim2-models' own refusals (a read-only attribute, a path matching nothing…),
+# outside English: one sentence per scimType, naming the attribute it quoted.
+SCIM_TYPE_MESSAGES = {
+    "mutability": gettext_lazy("%(attribute)s cannot be changed this way (read-only or required)."),
+    "invalidPath": gettext_lazy("The path %(attribute)s is not valid."),
+    "noTarget": gettext_lazy("The path %(attribute)s matches nothing."),
+    "invalidFilter": gettext_lazy("The filter is not valid (%(attribute)s)."),
+    "invalidSyntax": gettext_lazy("The request does not follow its schema (%(attribute)s)."),
+    "invalidValue": gettext_lazy("%(attribute)s has an invalid value."),
+}
+QUOTED = re.compile(r"'([^']{1,200})'")
 
 
 def _camel(name: str) -> str:
@@ -312,13 +323,30 @@ def _translated(first: dict) -> str:
     return str(message) % {"attribute": _attribute(first["loc"]) or "body"}
 
 
+def in_language(exc: SCIMException) -> SCIMException:
+    """A refusal worded by scim2-models (English only), reworded when the request is
+    in another language: one language per answer."""
+    if translation.get_language() == "en" or exc.scim_type not in SCIM_TYPE_MESSAGES:
+        return exc
+    quoted = QUOTED.search(exc.detail or "")
+    attribute = quoted[1] if quoted else "—"
+    error = Error(
+        status=exc.status,
+        scim_type=exc.scim_type,
+        detail=str(SCIM_TYPE_MESSAGES[exc.scim_type]) % {"attribute": attribute},
+    )
+    return SCIMException.from_error(error)
+
+
 def _refusal(cause: PydanticValidationError) -> SCIMException:
     """The first problem of a validation as a SCIM error: invalidSyntax or
     invalidValue as scim2-models classes it, worded in the request's language (its
     own English words in English) and never as pydantic's raw report."""
     first = cause.errors()[0]
     error = Error.from_validation_error(first)
-    if not first["type"].startswith("scim_") and translation.get_language() != "en":
+    if first["type"].startswith("scim_"):
+        return in_language(SCIMException.from_error(error))
+    if translation.get_language() != "en":
         error = Error(status=error.status, scim_type=error.scim_type, detail=_translated(first))
     return SCIMException.from_error(error)
 
@@ -342,7 +370,7 @@ def apply_patch(patch, resource) -> bool:
     except SCIMException as exc:
         cause = exc.__cause__
         if not isinstance(cause, PydanticValidationError):
-            raise
+            raise in_language(exc) from exc
         first = cause.errors()[0]
         path = _attribute(first["loc"])
         detail = f"{first['msg']}: {path}" if path else first["msg"]

@@ -443,6 +443,25 @@ def test_one_language_per_answer_english_by_default(world, scim_a):
     # An unknown language falls back to English; a 404 outside the routes too.
     de = send(scim_a, "get", "Users/nope", HTTP_ACCEPT_LANGUAGE="de")
     assert de["Content-Language"] == "en" and "not found" in de.json()["detail"]
+    # scim2-models' own refusals and the filters' are reworded too.
+    read_only = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "id", "value": "x"}],
+    }
+    url = f"Users/{world.agent_a.pk}"
+    english = refused(send(scim_a, "patch", url, read_only), 400, "mutability")["detail"]
+    french = send(scim_a, "patch", url, read_only, HTTP_ACCEPT_LANGUAGE="fr")
+    assert refused(french, 400, "mutability", "id")["detail"] != english
+    assert "lecture seule" in french.json()["detail"]
+    for expression in ('zzz eq "x"', "userName eq", 'active eq "x"'):
+        query = {"filter": expression}
+        detail = refused(
+            send(scim_a, "get", "Users", data=query, HTTP_ACCEPT_LANGUAGE="fr"),
+            400,
+            "invalidFilter",
+        )["detail"]
+        english = refused(send(scim_a, "get", "Users", data=query), 400, "invalidFilter")["detail"]
+        assert detail != english, expression
     stranger = Client(HTTP_AUTHORIZATION="Bearer scim_made-up")
     unknown = send(stranger, "get", "Users", HTTP_ACCEPT_LANGUAGE="fr")
     assert refused(unknown, 401, None, "Jeton")["detail"] == "Jeton d’annuaire inconnu ou révoqué."

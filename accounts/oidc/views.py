@@ -74,6 +74,10 @@ REASONS = {
         _("ProConnect cannot be reached at the moment."),
         _("Please try again in a few minutes."),
     ),
+    "provider_misconfigured": (
+        _("The identity provider that answered is not the one this service trusts."),
+        _("The login was stopped. Please try again later; the service's team is alerted."),
+    ),
 }
 SECURITY_REASON = (
     _("The login could not be verified and was stopped for your safety."),
@@ -160,7 +164,10 @@ class ProConnectLoginView(OIDCAuthenticationRequestView):
             # Never send an agent to a provider that does not answer: say so here.
             provider.provider_check()
             self.OIDC_OP_AUTH_ENDPOINT = provider.provider_metadata()["authorization_endpoint"]
-        except (requests.RequestException, ValueError, LoginRefused) as exc:
+        except LoginRefused as exc:
+            # The provider answered, but not as the configured one (its issuer): refuse.
+            return _refusal(request, exc.reason, detail=exc.detail, status=502)
+        except (requests.RequestException, ValueError) as exc:
             return _provider_unreachable(request, "authorization", exc)
         return _server_timing(super().get(request), started)
 

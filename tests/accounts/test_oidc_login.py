@@ -6,6 +6,8 @@ back-channel answers to the RP, as an attacker on that path would.
 """
 
 import base64
+import logging
+import time
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -205,14 +207,116 @@ def test_logout_works_when_the_provider_is_unreachable(rp, settings):
 
 
 def test_key_rotation_is_followed(rp):
-    """After the IdP rotates its signing key, the next login verifies with the new key."""
+    """After the IdP rotates its signing key, the next login verifies with the new key,
+    and the key the IdP dropped is forgotten."""
     imported(rp.alpha, JEANNE)
     assert rp.browser().login(JEANNE).url.endswith("/console/")
+    old_kids = provider.provider_key_ids()
     kids = rp.idp.rotate_keys(drop_old=True)
     browser = rp.browser()
     response = browser.login(JEANNE)
     assert response.url.endswith("/console/"), response.text[:300]
-    assert kids[0] in provider.provider_key_ids()
+    assert provider.provider_key_ids() == {kids[0]}
+    assert old_kids.isdisjoint(provider.provider_key_ids())
+
+
+@pytest.mark.parametrize("refresh", ["ttl", "unknown_kid"])
+def test_a_key_the_provider_dropped_is_refused_after_a_refresh(rp, settings, refresh):
+    """A key the IdP published, then dropped (say, leaked), stops being trusted once
+    the keys are fetched again: when they are older than OIDC_JWKS_TTL_SECONDS, or
+    when a token names a kid not seen yet (a rotation)."""
+    imported(rp.alpha, JEANNE)
+    rp.mitm.trust_attacker_key()  # the IdP lists the key...
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    assert "attacker" in provider.provider_key_ids()
+    rp.mitm.rules.clear()  # ...then no more
+    if refresh == "ttl":
+        settings.OIDC_JWKS_TTL_SECONDS = 1
+        time.sleep(1.2)
+    else:
+        rp.idp.rotate_keys()
+        assert rp.browser().login(JEANNE).url.endswith("/console/")
+        assert "attacker" not in provider.provider_key_ids()
+    fetches = rp.mitm.jwks_fetches()
+    # Whoever holds the dropped key signs a token with it.
+    rp.mitm.rewrite_tokens(h.reforge(rp.mitm, _claims()))
+    browser = rp.browser()
+    assert_refused(browser, browser.login(JEANNE), "unknown_key")
+    assert "attacker" not in provider.provider_key_ids()
+    # TTL: the stale keys were fetched again. Rotation: just refetched, the window
+    # forbids another download for an unknown kid.
+    assert rp.mitm.jwks_fetches() == fetches + (1 if refresh == "ttl" else 0)
+
+
+def test_a_key_replaced_under_its_kid_is_picked_up(rp):
+    """The IdP publishes a new key under the old kid: the signature fails with the cached
+    key, the keys are fetched once more, and the login goes through."""
+    imported(rp.alpha, JEANNE)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    kid = rp.idp.rotate_keys(same_kid=True)[0]
+    assert kid in provider.provider_key_ids(), "the kid did not change"
+    assert rp.mitm.jwks_fetches() == 1
+    response = rp.browser().login(JEANNE)
+    assert response.url.endswith("/console/"), response.text[:300]
+    assert rp.mitm.jwks_fetches() == 2
+    assert refusals() == []
+
+
+def test_key_refetches_are_rate_limited_across_processes(rp, settings):
+    """At most one unscheduled JWKS download per window, whichever process asks: a
+    second replacement in the window fails until the window ends, then logins work."""
+    window = 6
+    settings.OIDC_JWKS_MIN_REFETCH_SECONDS = window
+    imported(rp.alpha, JEANNE)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    rp.idp.rotate_keys(same_kid=True)
+    started = time.monotonic()
+    assert rp.browser().login(JEANNE).url.endswith("/console/")  # the window's refetch
+    assert rp.mitm.jwks_fetches() == 2
+    rp.idp.rotate_keys(same_kid=True)
+    browser = rp.browser()
+    assert_refused(browser, browser.login(JEANNE), "bad_signature")
+    # Another process (its own memory, the same shared cache) takes the shared keys and
+    # does not download them for a kid it does not know either.
+    provider.provider_cache_clear(shared=False)
+    for kid in ("unknown-1", "unknown-2", "unknown-3"):
+        with pytest.raises(provider.LoginRefused) as refused:
+            provider.signing_key(kid)
+        assert refused.value.reason == "unknown_key"
+    assert rp.mitm.jwks_fetches() == 2
+    assert time.monotonic() - started < window, "too slow to test the window"
+    time.sleep(window - (time.monotonic() - started) + 0.2)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    assert rp.mitm.jwks_fetches() == 3
+
+
+# --- Discovery -------------------------------------------------------------------------------
+
+
+def test_discovery_naming_another_issuer_is_refused(rp, caplog):
+    """A discovery document whose issuer is not the configured one is not used: the agent
+    is never sent to its endpoints, a page says so, and the log line names both issuers."""
+    caplog.set_level(logging.INFO)
+    imported(rp.alpha, JEANNE)
+
+    def other_issuer(real, method, url, **kwargs):
+        response = real(method, url, **kwargs)
+        body = {**response.json(), "issuer": "https://evil.example/api/v2\nforged line"}
+        return h.fake_response(response, json_body=body)
+
+    rp.mitm.on(lambda m, u: u.endswith("/.well-known/openid-configuration"), other_issuer)
+    browser = rp.browser()
+    response = browser.login(JEANNE)
+    assert_refused(browser, response, "provider_misconfigured", status=502)
+    assert response.url.startswith(browser.base), "the agent was sent to the provider"
+    assert rp.mitm.jwks_fetches() == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "accounts.oidc.provider"]
+    assert lines == [
+        "ProConnect discovery refused: its issuer 'https://evil.example/api/v2\\nforged line' "
+        f"is not the configured issuer '{rp.idp.issuer}'"
+    ]
+    assert rp.idp.client_secret not in "\n".join(r.getMessage() for r in caplog.records)
+    assert Agent.objects.get(email=JEANNE).sub is None
 
 
 # --- Refusals on tampered answers ---------------------------------------------------------------
@@ -241,6 +345,17 @@ def _claims(**changes):
     return change
 
 
+def _single_audience(**changes):
+    """``aud`` as one string (this client), then ``changes``."""
+
+    def change(claims):
+        if isinstance(claims["aud"], list):
+            claims["aud"] = claims["aud"][0]
+        claims.update(changes)
+
+    return change
+
+
 TAMPERING = {
     "bad_signature": lambda mitm: mitm.rewrite_tokens(_flip_signature),
     "algorithm_refused": lambda mitm: mitm.rewrite_tokens(_alg_none),
@@ -261,6 +376,16 @@ TAMPERING = {
         mitm.rewrite_tokens(h.reforge(mitm, _claims(nonce="x" * 48))),
     )[-1],
     "unknown_key": lambda mitm: mitm.rewrite_tokens(h.reforge(mitm, _claims())),
+    "single_audience_azp": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, _single_audience(azp="another-client"))),
+    )[-1],
+    "userinfo_foreign_azp": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_userinfo(
+            lambda text: mitm.sign({**h.unverified(text), "azp": "another-client"})
+        ),
+    )[-1],
     "several_audiences": lambda mitm: (
         mitm.trust_attacker_key(),
         mitm.rewrite_tokens(h.reforge(mitm, lambda c: c.update(aud=[c["aud"], "another-client"]))),
@@ -282,6 +407,8 @@ TAMPERING = {
 EXPECTED = {
     "userinfo_bad_signature": "bad_signature",
     "several_audiences": "wrong_audience",
+    "single_audience_azp": "wrong_audience",
+    "userinfo_foreign_azp": "wrong_audience",
     "userinfo_wrong_audience": "wrong_audience",
 }
 
@@ -294,6 +421,15 @@ def test_tampered_answers_are_refused(rp, attack):
     browser = rp.browser()
     assert_refused(browser, browser.login(JEANNE), EXPECTED.get(attack, attack))
     assert Agent.objects.get(email=JEANNE).sub is None
+
+
+def test_azp_naming_this_client_is_accepted(rp):
+    """The azp check refuses other clients only: azp = this client with one audience
+    goes through (the forged signature is trusted here on purpose)."""
+    imported(rp.alpha, JEANNE)
+    rp.mitm.trust_attacker_key()
+    rp.mitm.rewrite_tokens(h.reforge(rp.mitm, _single_audience(azp=rp.idp.client_id)))
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
 
 
 def test_state_mismatch_or_missing_is_refused(rp):

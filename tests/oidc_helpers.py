@@ -37,6 +37,10 @@ ACCOUNTS = [
     account("paul.durand@bravo.gouv.fr", "Paul", "Durand", SIRET_B),
     account("cheffe@alpha.gouv.fr", "Aïcha", "Benali", SIRET_A),
     account("someone@inconnu.gouv.fr", "Sam", "Inconnu", SIRET_UNKNOWN),
+    # Claims that disagree: an address of Alpha's domain, the SIRET of Bravo.
+    account("tom.transfuge@alpha.gouv.fr", "Tom", "Transfuge", SIRET_B),
+    # Bravo's SIRET, an address in a domain no ministry has declared.
+    account("lou.agence@agence-bravo.fr", "Lou", "Agence", SIRET_B),
 ]
 SUB = {a["email"]: a["sub"] for a in ACCOUNTS}
 

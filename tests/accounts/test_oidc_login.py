@@ -25,6 +25,8 @@ from tests.factories import AgentFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 JEANNE = "jeanne.martin@alpha.gouv.fr"
 PAUL = "paul.durand@bravo.gouv.fr"
+TOM = "tom.transfuge@alpha.gouv.fr"  # Alpha's address, Bravo's SIRET
+LOU = "lou.agence@agence-bravo.fr"  # Bravo's SIRET, a domain no ministry declared
 
 
 def imported(ministry, email, **fields):
@@ -147,6 +149,107 @@ def test_everyone_else_is_refused_with_a_reason(rp, monkeypatch, settings, email
     browser = rp.browser()
     assert_refused(browser, browser.login(email), reason)
     assert set(Agent.objects.values_list("email", "sub", "is_active")) == agents_before
+
+
+# --- Claims naming two ministries ---------------------------------------------------------------
+
+
+def agents_snapshot():
+    return set(
+        Agent.objects.values_list(
+            "email", "ministry__code", "sub", "given_name", "usual_name", "organizational_unit"
+        )
+    )
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["jit", "imported"])
+def test_first_login_whose_siret_and_email_name_two_ministries_is_refused(rp, known):
+    """Alpha's address with Bravo's SIRET: neither created in Bravo (which allows
+    creation at first login) nor bound in Alpha; a page names both ministries, and
+    both ministries' trails hold the refusal."""
+    if known:
+        imported(rp.alpha, TOM)
+    before = agents_snapshot()
+    browser = rp.browser()
+    response = browser.login(TOM)
+    assert response.status_code == 403
+    assert 'data-reason="ministry_conflict"' in response.text
+    assert "votre adresse électronique appartient à une autre" in response.text
+    assert "Votre établissement (SIRET) relève de : Ministère Bravo" in response.text
+    assert "Votre adresse électronique relève de : Ministère Alpha" in response.text
+    assert not browser.logged_in()
+    assert agents_snapshot() == before
+    events = AuditEvent.objects.filter(action="auth.login_refused")
+    assert {e.ministry_id for e in events} == {rp.alpha.pk, rp.bravo.pk}
+    for event in events:
+        assert event.data["reason"] == "ministry_conflict"
+        assert (event.data["siret_ministry"], event.data["domain_ministry"]) == ("bravo", "alpha")
+        assert event.data["email"] == TOM
+    assert not AuditEvent.objects.exclude(action="auth.login_refused").exists()
+    assert audit_chain_verify().intact
+
+
+def test_first_login_with_an_address_outside_the_ministrys_domains_is_refused(rp):
+    """Bravo's SIRET alone never creates an agent whose address is not one of Bravo's
+    domains (every other way of creating an agent refuses it too)."""
+    browser = rp.browser()
+    response = browser.login(LOU)
+    assert_refused(browser, response, "email_domain_unknown")
+    assert "n’est pas l’un des domaines" in response.text
+    assert not Agent.objects.filter(email=LOU).exists()
+
+
+@pytest.mark.parametrize(
+    ("email", "names"),
+    [(TOM, ("bravo", "alpha")), (PAUL, ("bravo", "bravo"))],
+    ids=["siret", "siret-and-domain"],
+)
+def test_bound_agent_whose_claims_name_another_ministry_is_let_in_and_recorded(
+    rp, caplog, email, names
+):
+    """An agent of Alpha, already bound, whose claims now name Bravo logs in to Alpha;
+    the conflict is audited for both ministries and logged; names, unit and address
+    are not taken from those claims."""
+    caplog.set_level(logging.INFO)
+    agent = imported(
+        rp.alpha,
+        "tom.ancien@alpha.gouv.fr" if email == PAUL else email,
+        sub=h.SUB[email],
+        given_name="Old",
+        usual_name="Name",
+        organizational_unit="Alpha unit",
+    )
+    before = agents_snapshot()
+    browser = rp.browser()
+    response = browser.login(email)
+    assert response.url.endswith("/console/"), response.text[:300]
+    assert "Ministère Alpha" in response.text
+    assert agents_snapshot() == before
+    agent.refresh_from_db()
+    assert agent.ministry == rp.alpha and agent.last_login is not None
+    events = AuditEvent.objects.filter(action="auth.ministry_conflict")
+    assert {e.ministry_id for e in events} == {rp.alpha.pk, rp.bravo.pk}
+    for event in events:
+        assert event.object_id == str(agent.pk)
+        assert event.data == {
+            "siret_ministry": names[0],
+            "domain_ministry": names[1],
+            "agent_ministry": "alpha",
+            "outcome": "let_in",
+        }
+    assert AuditEvent.objects.filter(action="auth.login", object_id=str(agent.pk)).count() == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"Agent {agent.pk} of ministry alpha logged in with claims naming another" in (
+        "\n".join(warnings)
+    )
+    assert audit_chain_verify().intact
+
+
+def test_bound_agent_whose_claims_agree_leaves_no_conflict(rp):
+    """The usual login of a bound agent records no conflict."""
+    imported(rp.alpha, JEANNE, sub=h.SUB[JEANNE])
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    assert not AuditEvent.objects.filter(action="auth.ministry_conflict").exists()
 
 
 def test_deactivation_ends_open_sessions_at_once(rp):

@@ -253,7 +253,7 @@ def _jwks_refetch_allowed(cache: _ProviderCache) -> bool:
         return True
 
 
-def signing_key(kid: str | None, *, failed: jwt.PyJWK | None = None) -> jwt.PyJWK:
+def signing_key(kid, *, failed: jwt.PyJWK | None = None) -> jwt.PyJWK:
     """The provider's key ``kid``, from keys at most ``OIDC_JWKS_TTL_SECONDS`` old.
 
     An unknown ``kid``, or ``failed`` (the key under that ``kid`` that a signature
@@ -261,6 +261,8 @@ def signing_key(kid: str | None, *, failed: jwt.PyJWK | None = None) -> jwt.PyJW
     ``OIDC_JWKS_MIN_REFETCH_SECONDS``; then a ``kid`` the provider no longer lists is
     refused.
     """
+    if not isinstance(kid, str):
+        raise LoginRefused("unknown_key", "the token names no kid")
     cache = _cache()
     with cache.lock:
         stale = time.time() - cache.keys_at >= settings.OIDC_JWKS_TTL_SECONDS

@@ -331,6 +331,14 @@ OIDC_TIMEOUT = (3.05, env.float("OIDC_TIMEOUT_SECONDS", default=10.0))
 # HTTP(S)_PROXY variables are not read: looking them up costs on every call).
 OIDC_PROXY = env.str("OIDC_PROXY", default="")
 OIDC_DISCOVERY_TTL_SECONDS = env.int("OIDC_DISCOVERY_TTL_SECONDS", default=3600)
+# The issuer the discovery document must name (OpenID Connect Discovery 4.3); empty
+# means the discovery URL without its "/.well-known/openid-configuration".
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="")
+# Signing keys are fetched again after this long, so a key the provider dropped stops
+# being trusted; a token naming an unknown kid (or failing with a known one) fetches
+# them at once, but at most once per OIDC_JWKS_MIN_REFETCH_SECONDS for all processes.
+OIDC_JWKS_TTL_SECONDS = env.int("OIDC_JWKS_TTL_SECONDS", default=3600)
+OIDC_JWKS_MIN_REFETCH_SECONDS = env.float("OIDC_JWKS_MIN_REFETCH_SECONDS", default=60.0)
 # Before sending an agent to the provider, ask it again when it has been silent (or
 # failing) for this long, so that a provider that is down gets a clear page here.
 OIDC_PROVIDER_CHECK_SECONDS = env.float("OIDC_PROVIDER_CHECK_SECONDS", default=5.0)

@@ -129,7 +129,27 @@ def test_discovery_documents(scim_a):
     assert {USER, ENTERPRISE, GROUP} <= ids
     user_schema = send(scim_a, "get", f"Schemas/{USER}").json()
     names = {a["name"] for a in user_schema["attributes"]}
-    assert names == {"userName", "name", "displayName", "active", "emails", "groups"}
+    assert names == {
+        "userName",
+        "name",
+        "displayName",
+        "title",
+        "preferredLanguage",
+        "active",
+        "emails",
+        "groups",
+    }
+    # Derived from the names and from userName: published read-only, so that a generic
+    # client does not write them independently (directories' writes are accepted).
+    mutability = {a["name"]: a["mutability"] for a in user_schema["attributes"]}
+    assert mutability["displayName"] == mutability["emails"] == "readOnly"
+    assert mutability["title"] == mutability["userName"] == "readWrite"
+    enterprise = send(scim_a, "get", f"Schemas/{ENTERPRISE}").json()
+    assert {a["name"] for a in enterprise["attributes"]} == {
+        "employeeNumber",
+        "department",
+        "manager",
+    }
     assert send(scim_a, "get", "Schemas/urn:nope").status_code == 404
 
 
@@ -356,9 +376,7 @@ def test_patch_paths_and_groups_membership(world, scim_a):
     assert (agent.given_name, agent.organizational_unit, agent.external_id) == ("Anne", "SG", "X1")
     readonly = {
         "schemas": [PATCH],
-        "Operations": [
-            {"op": "replace", "path": "emails", "value": [{"value": "x@alpha.gouv.fr"}]}
-        ],
+        "Operations": [{"op": "replace", "path": "groups", "value": [{"value": "x"}]}],
     }
     refused = send(scim_a, "patch", f"Users/{agent.pk}", readonly)
     assert refused.status_code == 400 and refused.json()["scimType"] == "mutability"
@@ -538,15 +556,24 @@ def test_wrong_patch_and_unknown_routes(world, scim_a):
     url = f"Users/{world.agent_a.pk}"
     bad_op = {"schemas": [PATCH], "Operations": [{"op": "explode", "path": "active"}]}
     assert send(scim_a, "patch", url, bad_op).status_code == 400
-    no_target = {
+    bad_path = {
         "schemas": [PATCH],
-        "Operations": [{"op": "replace", "path": "nickName", "value": "x"}],
+        "Operations": [{"op": "replace", "path": "name[[.x", "value": "x"}],
     }
-    response = send(scim_a, "patch", url, no_target)
+    response = send(scim_a, "patch", url, bad_path)
     assert response.status_code == 400 and response.json()["scimType"] in (
         "invalidPath",
         "noTarget",
     )
+    # An attribute the service does not keep (Okta's nickName) is accepted and dropped.
+    etag = send(scim_a, "get", url)["ETag"]
+    ignored = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "nickName", "value": "x"}],
+    }
+    response = send(scim_a, "patch", url, ignored)
+    assert response.status_code == 200 and "nickName" not in response.json()
+    assert response["ETag"] == etag
     assert send(scim_a, "get", "Nope").status_code == 404
     assert send(scim_a, "get", "Users/not-a-uuid").status_code == 404
     assert send(scim_a, "post", "Users", "{}", CONTENT_TYPE="text/plain").status_code == 400

@@ -343,6 +343,23 @@ def _apply(actor, kind: Kind, row, resource):
         services.group_replace(actor=actor, group=row, **group_fields(resource))
 
 
+def _removal_values(payload):
+    """Entra's removal of members lists them as ``{"$ref": null, "value": id}`` (Okta
+    may add ``display``): the entries are selected by ``value`` alone, which is what
+    identifies an entry (a null ``$ref`` would otherwise match nothing)."""
+    operations = payload.get("Operations") if isinstance(payload, dict) else None
+    for operation in operations if isinstance(operations, list) else []:
+        if not isinstance(operation, dict) or str(operation.get("op", "")).lower() != "remove":
+            continue
+        value = operation.get("value")
+        if isinstance(value, list):
+            operation["value"] = [
+                {"value": entry["value"]} if isinstance(entry, dict) and "value" in entry else entry
+                for entry in value
+            ]
+    return payload
+
+
 def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
     """PUT or PATCH: one transaction, the row locked from read to write, and every
     part of the request (body, ``attributes``) validated before anything is written."""
@@ -364,7 +381,12 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
                 raise InvalidValueException(detail="The id in the body is not this resource's.")
             _apply(actor, kind, row, replacement)
         else:
-            patch = validate(PatchOp[kind.model], payload, Context.RESOURCE_PATCH_REQUEST, POLICY)
+            patch = validate(
+                PatchOp[kind.model],
+                _removal_values(payload),
+                Context.RESOURCE_PATCH_REQUEST,
+                POLICY,
+            )
             if patch.patch(current, scim_policy=POLICY):
                 _apply(actor, kind, row, current)
     return _resource_response(request, kind, kind.get(token, row.pk), parameters=parameters)

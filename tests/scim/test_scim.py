@@ -607,3 +607,38 @@ def test_concurrent_directory_creations_never_overbook(world):
         t.join()
     assert sorted(statuses) == [201, 201] + [409] * 6
     assert Agent.objects.filter(ministry=world.a, is_active=True).count() == pool.seats
+
+
+def test_a_bad_attributes_parameter_is_refused_before_any_write(world, scim_a):
+    """PATCH and PUT check every part of the request before writing: a bad
+    ``attributes`` answers 400 and the agent is unchanged (it used to be written)."""
+    url = f"Users/{world.agent_a.pk}"
+    before = world.agent_a.usual_name
+    events = AuditEvent.objects.count()
+    patch = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "name.familyName", "value": "Neuf"}],
+    }
+    for method, body in (("patch", patch), ("put", new_user(world.agent_a.email))):
+        refused = send(scim_a, method, f"{url}?attributes=name[", body)
+        assert refused.status_code == 400, refused.content
+        assert refused.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+        world.agent_a.refresh_from_db()
+        assert world.agent_a.usual_name == before
+    assert AuditEvent.objects.count() == events
+
+
+def test_active_may_be_left_out(world, scim_a):
+    """A new agent is active; a replacement without it keeps the agent's state."""
+    created = send(scim_a, "post", "Users", {"schemas": [USER], "userName": "sans@alpha.gouv.fr"})
+    assert created.status_code == 201 and created.json()["active"] is True
+    url = f"Users/{created.json()['id']}"
+    off = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
+    assert send(scim_a, "patch", url, off).json()["active"] is False
+    body = {"schemas": [USER], "userName": "sans@alpha.gouv.fr", "name": {"givenName": "Sans"}}
+    replaced = send(scim_a, "put", url, body)
+    assert replaced.status_code == 200 and replaced.json()["active"] is False
+    # It cannot be removed: an agent always has a state.
+    remove = {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "active"}]}
+    refused = send(scim_a, "patch", url, remove)
+    assert refused.status_code == 400 and refused.json()["scimType"] == "mutability"

@@ -326,6 +326,14 @@ def test_create_with_the_default_attribute_mappings(world, directory):
         "A-1234",
     )
     assert (agent.organizational_unit, str(agent.manager_id)) == ("DNUM/SDIT", manager_id)
+    for expression in (
+        'title eq "Cheffe de bureau"',
+        'preferredLanguage eq "fr-fr"',
+        f'{ENTERPRISE}:employeeNumber eq "A-1234"',
+        f'{ENTERPRISE}:manager.value eq "{manager_id}"',
+    ):
+        found = entra(directory, "get", f"Users?filter={expression}").json()
+        assert [r["id"] for r in found["Resources"]] == [user["id"]], expression
     event = AuditEvent.objects.get(action="agent.create", object_id=str(agent.pk))
     assert "+33" not in json.dumps(event.data)  # what is not kept is not recorded either
 
@@ -456,3 +464,27 @@ def test_schema_discovery(directory):
         "readWrite",
         "server",
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ('phoneNumbers[type eq "work"].value', "+33 1 23 45 67 89"),
+        ('phoneNumbers[type eq "mobile"].value', "+33 6 12 34 56 78"),
+        ('addresses[type eq "work"].postalCode', "75007"),
+        ('addresses[type eq "other"].formatted', "Bureau 12"),
+        ('emails[type eq "other"].value', "perso@example.com"),
+        ("name.formatted", "Jeanne Dupont"),
+        ("roles", []),
+        (f"{ENTERPRISE}:costCenter", "CC-1"),
+        ("urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User:tag", "701984"),
+    ],
+)
+def test_patch_of_an_attribute_not_kept_changes_nothing(directory, created, path, value):
+    url = f"Users/{created['id']}"
+    etag = entra(directory, "get", url)["ETag"]
+    body = patch_op({"op": "Add", "path": path, "value": value})
+    response = entra(directory, "patch", url, body)
+    assert response.status_code == 200, response.json()
+    assert response["ETag"] == etag
+    assert Agent.objects.get(pk=created["id"]).email == USER_NAME.lower()

@@ -457,7 +457,7 @@ def _query(params):
 @pytest.mark.parametrize(
     ("expression", "scim_type"),
     [
-        ('title eq "x"', "invalidFilter"),
+        ('nickName eq "x"', "invalidFilter"),
         ("userName eq", "invalidFilter"),
         ('userName zz "x"', "invalidFilter"),
         ('((userName eq "x"', "invalidFilter"),

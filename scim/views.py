@@ -288,8 +288,21 @@ def root_search(request, token, actor):
     return _root_search(request, token, payload)
 
 
+SEARCH_PARAMETERS = (
+    "filter",
+    "startIndex",
+    "count",
+    "attributes",
+    "excludedAttributes",
+    "sortBy",
+    "sortOrder",
+)
+
+
 def _query_dict(request) -> dict:
-    return {key: request.GET[key] for key in request.GET}
+    """The query's search parameters (RFC 7644 §3.4.2). Others are ignored: Entra ID
+    carries its ``aadOptscim062020`` flag from the tenant URL into every request."""
+    return {key: request.GET[key] for key in SEARCH_PARAMETERS if key in request.GET}
 
 
 def _resource_response(request, kind, row, status=200, parameters=None) -> HttpResponse:

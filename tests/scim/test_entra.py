@@ -116,6 +116,9 @@ def test_get_user_and_get_user_by_query(directory, created):
     assert found["totalResults"] == 1 and found["Resources"][0]["id"] == created["id"]
     by_mail = entra(directory, "get", f'Users?filter=emails[type eq "work"].value eq "{USER_NAME}"')
     assert by_mail.json()["totalResults"] == 1
+    # With the aadOptscim062020 flag in the tenant URL, Entra sends it in every query.
+    flagged = entra(directory, "get", f'Users?aadOptscim062020&filter=userName eq "{USER_NAME}"')
+    assert flagged.status_code == 200 and flagged.json()["totalResults"] == 1
     none = entra(directory, "get", 'Users?filter=userName eq "non-existent user"').json()
     assert (none["totalResults"], none["Resources"]) == (0, [])
     missing = entra(directory, "get", "Users/5171a35d82074e068ce2")

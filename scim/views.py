@@ -18,11 +18,13 @@ from django.db.models import Prefetch, Value
 from django.db.models.functions import Concat, Trim
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from pydantic import ValidationError as PydanticValidationError
 from scim2_models import (
     AuthenticationScheme,
     Bulk,
     ChangePassword,
     Context,
+    Error,
     ETag,
     Filter,
     ForbiddenException,
@@ -373,6 +375,19 @@ def _removal_values(payload):
     return payload
 
 
+def _patched(patch, resource) -> bool:
+    """Apply a PATCH to the resource; a value the schema refuses is answered as for a
+    POST (“String should have at most 128 characters: title”), not as pydantic's
+    raw multi-line report, which scim2-models puts in the detail."""
+    try:
+        return patch.patch(resource, scim_policy=POLICY)
+    except SCIMException as exc:
+        if isinstance(exc.__cause__, PydanticValidationError):
+            error = Error.from_validation_errors(exc.__cause__)[0]
+            raise InvalidValueException(detail=error.detail) from exc
+        raise
+
+
 def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
     """PUT or PATCH: one transaction, the row locked from read to write, and every
     part of the request (body, ``attributes``) validated before anything is written."""
@@ -400,7 +415,7 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
                 Context.RESOURCE_PATCH_REQUEST,
                 POLICY,
             )
-            if patch.patch(current, scim_policy=POLICY):
+            if _patched(patch, current):
                 _apply(actor, kind, row, current)
     return _resource_response(request, kind, kind.get(token, row.pk), parameters=parameters)
 

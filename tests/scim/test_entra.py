@@ -376,6 +376,10 @@ def test_title_and_preferred_language_paths(directory, created):
     bad = patch_op({"op": "Replace", "path": "preferredLanguage", "value": "pas une langue"})
     refused = entra(directory, "patch", url, bad)
     assert refused.status_code == 400 and refused.json()["scimType"] == "invalidValue"
+    long = patch_op({"op": "Replace", "path": "title", "value": "x" * 129})
+    refused = entra(directory, "patch", url, long).json()
+    # The same one-line detail as a POST's, not pydantic's report.
+    assert refused["detail"] == "String should have at most 128 characters: title"
 
 
 # -- Groups --------------------------------------------------------------------------------

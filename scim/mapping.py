@@ -58,17 +58,13 @@ def user_resource(agent: Agent, base: str) -> UserWithExtension:
 
 
 def _work_email(user: UserWithExtension) -> str | None:
-    """The address ``emails`` gives for the agent: the "work" one, else the primary
-    one, else a lone one. Other addresses (home, other) are not kept."""
+    """The address ``emails`` gives for the agent: the "work" one, or a lone one with
+    no type. Other addresses (home, other: personal ones) are not kept."""
     emails = [e for e in user.emails or [] if (e.value or "").strip()]
-    for chosen in (
-        [e for e in emails if (e.type or "").lower() == "work"],
-        [e for e in emails if e.primary],
-        emails if len(emails) == 1 else [],
-    ):
-        if chosen:
-            return chosen[0].value.strip().lower()
-    return None
+    work = [e for e in emails if (e.type or "").lower() == "work"]
+    if not work and len(emails) == 1 and not emails[0].type:
+        work = emails
+    return work[0].value.strip().lower() if work else None
 
 
 def agent_email(user: UserWithExtension, current: str | None = None) -> str:

@@ -117,6 +117,26 @@ def test_update_user_by_put(directory, created):
     assert Agent.objects.get(pk=created["id"]).given_name == "Another"
 
 
+def test_put_renaming_the_user_with_the_old_work_email_renames_it(directory, created):
+    """A PUT carrying a new userName and the emails Okta last read: the address that
+    changed wins. A personal (home) address is neither kept nor an error."""
+    body = {
+        **create_body(),
+        "id": created["id"],
+        "userName": f"new.name@{DOMAIN}",
+        "emails": [
+            {"primary": True, "value": USER_NAME, "type": "work"},
+            {"value": "perso@example.com", "type": "home"},
+        ],
+    }
+    response = okta(directory, "put", f"Users/{created['id']}", body)
+    assert response.status_code == 200, response.json()
+    assert response.json()["emails"] == [
+        {"value": f"new.name@{DOMAIN}", "type": "work", "primary": True}
+    ]
+    assert Agent.objects.get(pk=created["id"]).email == f"new.name@{DOMAIN}"
+
+
 def test_put_naming_another_id_is_refused(world, directory, created):
     body = {**create_body(), "id": str(world.agent_a.pk), "name": {"givenName": "Autre"}}
     response = okta(directory, "put", f"Users/{created['id']}", body)

@@ -405,7 +405,7 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
             )
             # scim2-models drops the read-only id of a replacement: read it raw.
             given = payload.get("id")
-            if given is not None and str(given) != str(row.pk):
+            if given is not None and str(given).lower() != str(row.pk):
                 raise InvalidValueException(detail="The id in the body is not this resource's.")
             _apply(actor, kind, row, replacement)
         else:
@@ -417,7 +417,18 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
             )
             if _patched(patch, current):
                 _apply(actor, kind, row, current)
-    return _resource_response(request, kind, kind.get(token, row.pk), parameters=parameters)
+    row = kind.get(token, row.pk)
+    if request.method == "PATCH" and kind is GROUP and not _asks_attributes(request):
+        # Entra asks for a 204 on group PATCH (a body would list every member, at
+        # each membership change); RFC 7644 §3.5.2 allows it. The ETag still tells
+        # the new version.
+        resource = kind.to_resource(row, base_url(request))
+        return HttpResponse(status=204, headers={"ETag": resource.meta.version})
+    return _resource_response(request, kind, row, parameters=parameters)
+
+
+def _asks_attributes(request) -> bool:
+    return "attributes" in request.GET or "excludedAttributes" in request.GET
 
 
 def _item(kind: Kind):

@@ -226,3 +226,51 @@ def test_group_membership_remove_add_and_replace_with_display(world, directory, 
 def test_group_delete(directory, group):
     assert okta(directory, "delete", f"Groups/{group['id']}").status_code == 204
     assert okta(directory, "get", f"Groups/{group['id']}").status_code == 404
+
+
+def test_create_with_the_profile_attributes_okta_maps_by_default(world, directory):
+    """Okta's SCIM app profile beyond the reference's example: what the agent has a
+    column for is kept, the rest (nickName, profileUrl, timezone, userType, phones,
+    addresses, the manager's displayName…) is accepted and dropped."""
+    enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", enterprise],
+        "userName": f"jean.martin@{DOMAIN}",
+        "name": {
+            "givenName": "Jean",
+            "familyName": "Martin",
+            "middleName": "Paul",
+            "honorificPrefix": "M.",
+        },
+        "emails": [{"primary": True, "value": f"jean.martin@{DOMAIN}", "type": "work"}],
+        "displayName": "Jean Martin",
+        "nickName": "JM",
+        "profileUrl": "https://intranet.example/jm",
+        "title": "Adjoint",
+        "userType": "Employee",
+        "preferredLanguage": "fr",
+        "locale": "fr-FR",
+        "timezone": "Europe/Paris",
+        "phoneNumbers": [{"value": "+33 6 00 00 00 00", "type": "mobile"}],
+        "addresses": [{"locality": "Paris", "country": "FR", "type": "work"}],
+        "externalId": "00ujl29u0le5T6Aj10h8",
+        "groups": [],
+        "password": PASSWORD,
+        "active": True,
+        enterprise: {
+            "employeeNumber": "42",
+            "costCenter": "CC",
+            "organization": "Ministère",
+            "division": "DNUM",
+            "department": "SDIT",
+            "manager": {"value": str(world.agent_a.pk), "displayName": "Chef"},
+        },
+    }
+    response = okta(directory, "post", "Users", body)
+    assert response.status_code == 201, response.json()
+    agent = Agent.objects.get(pk=response.json()["id"])
+    assert (agent.title, agent.preferred_language, agent.employee_number) == ("Adjoint", "fr", "42")
+    assert (agent.organizational_unit, agent.manager_id) == ("SDIT", world.agent_a.pk)
+    assert set(response.json()) >= {"title", "preferredLanguage", enterprise}
+    assert not {"nickName", "profileUrl", "timezone", "locale", "userType"} & set(response.json())
+    assert not agent.has_usable_password()

@@ -324,6 +324,7 @@ def _collection(kind: Kind):
             return _search(request, token, kind, _query_dict(request))
         if request.method != "POST":
             return method_not_allowed(request)
+        parameters = response_parameters(kind.model, request.GET)  # checked before writing
         payload = request_body(request)
         if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
             payload["active"] = True  # a new agent is active unless told otherwise
@@ -333,7 +334,8 @@ def _collection(kind: Kind):
             row = services.user_create(actor=actor, ministry=ministry, data=agent_data(resource))
         else:
             row = services.group_create(actor=actor, ministry=ministry, **group_fields(resource))
-        return _resource_response(request, kind, kind.get(token, row.pk), status=201)
+        row = kind.get(token, row.pk)
+        return _resource_response(request, kind, row, status=201, parameters=parameters)
 
     return view
 

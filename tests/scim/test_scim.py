@@ -610,8 +610,8 @@ def test_concurrent_directory_creations_never_overbook(world):
 
 
 def test_a_bad_attributes_parameter_is_refused_before_any_write(world, scim_a):
-    """PATCH and PUT check every part of the request before writing: a bad
-    ``attributes`` answers 400 and the agent is unchanged (it used to be written)."""
+    """POST, PATCH and PUT check every part of the request before writing: a bad
+    ``attributes`` answers 400 and nothing is written (PATCH and PUT used to write)."""
     url = f"Users/{world.agent_a.pk}"
     before = world.agent_a.usual_name
     events = AuditEvent.objects.count()
@@ -626,6 +626,12 @@ def test_a_bad_attributes_parameter_is_refused_before_any_write(world, scim_a):
         world.agent_a.refresh_from_db()
         assert world.agent_a.usual_name == before
     assert AuditEvent.objects.count() == events
+    refused = send(scim_a, "post", "Users?attributes=name[", new_user("neuf@alpha.gouv.fr"))
+    assert refused.status_code == 400
+    assert not Agent.objects.filter(email="neuf@alpha.gouv.fr").exists()
+    created = send(scim_a, "post", "Users?attributes=userName", new_user("neuf@alpha.gouv.fr"))
+    assert created.status_code == 201 and "name" not in created.json()
+    assert created.json()["userName"] == "neuf@alpha.gouv.fr"
 
 
 def test_active_may_be_left_out(world, scim_a):

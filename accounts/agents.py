@@ -38,7 +38,16 @@ def _require_agent_admin(actor: Actor, agent: Agent) -> None:
         )
 
 
-AGENT_FIELDS = ("given_name", "usual_name", "external_id", "organizational_unit")
+AGENT_FIELDS = (
+    "given_name",
+    "usual_name",
+    "external_id",
+    "organizational_unit",
+    "title",
+    "preferred_language",
+    "employee_number",
+    "manager_id",
+)
 
 
 def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:

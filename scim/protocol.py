@@ -21,11 +21,14 @@ from scim2_models import (
     Error,
     ForbiddenException,
     InvalidSyntaxException,
+    InvalidValueException,
     Meta,
     PayloadTooLargeException,
     PreconditionFailedException,
+    Resource,
     ResponseParameters,
     SCIMException,
+    ScimPolicy,
     UnauthorizedException,
 )
 
@@ -179,12 +182,22 @@ def request_body(request) -> Any:
         raise InvalidSyntaxException(detail=f"The body is not valid JSON: {exc}") from exc
 
 
-def validate(model, payload, ctx: Context):
-    """A payload as a scim2-models ``model`` in ``ctx``; the first problem as a SCIM error."""
+def validate(model, payload, ctx: Context, policy: ScimPolicy | None = None):
+    """A payload as a scim2-models ``model`` in ``ctx`` read under ``policy`` (strict
+    by default); the first problem as a SCIM error. A resource must list its own
+    schema among ``schemas`` (other URNs a directory adds are tolerated by a lenient
+    policy, such as Entra's ADSCIM Group schema)."""
     if not isinstance(payload, dict):
         raise InvalidSyntaxException(detail="The body must be a JSON object.")
+    schema = getattr(model, "__schema__", None)
+    if isinstance(model, type) and issubclass(model, Resource) and schema:
+        listed = payload.get("schemas")
+        if not isinstance(listed, list) or str(schema).lower() not in {
+            str(urn).lower() for urn in listed
+        }:
+            raise InvalidValueException(detail=f"schemas must list “{schema}”.")
     try:
-        return model.model_validate(payload, scim_ctx=ctx)
+        return model.model_validate(payload, scim_ctx=ctx, scim_policy=policy)
     except PydanticValidationError as exc:
         raise SCIMException.from_error(Error.from_validation_errors(exc)[0]) from exc
 

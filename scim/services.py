@@ -38,15 +38,46 @@ class AgentData:
     usual_name: str = ""
     external_id: str = ""
     organizational_unit: str = ""
+    title: str = ""
+    preferred_language: str = ""
+    employee_number: str = ""
+    manager: str = ""  # the manager's SCIM id (an agent of the same ministry), or ""
     active: bool | None = None  # None: leave as it is (or active, for a new agent)
 
-    def fields(self) -> dict:
+    def fields(self, ministry: Ministry, agent: Agent | None = None) -> dict:
+        """The agent's columns, the manager resolved within ``ministry``."""
         return {
             "given_name": self.given_name,
             "usual_name": self.usual_name,
             "external_id": self.external_id,
             "organizational_unit": self.organizational_unit,
+            "title": self.title,
+            "preferred_language": self.preferred_language,
+            "employee_number": self.employee_number,
+            "manager_id": _manager(ministry, self.manager, agent),
         }
+
+
+def _manager(ministry: Ministry, raw: str, agent: Agent | None) -> UUID | None:
+    """The manager's primary key: an agent of this ministry the directory can see
+    (not deleted), other than the agent itself. Anything else is a precise 400
+    (Entra ID retries the manager once the manager is provisioned)."""
+    if not raw:
+        return None
+    try:
+        pk = UUID(raw)
+    except ValueError:
+        pk = None
+    if agent is not None and pk == agent.pk:
+        raise ValidationError("manager cannot be the agent itself.")
+    if (
+        pk is None
+        or not Agent.objects.filter(
+            pk=pk, ministry=ministry, erase_after__isnull=True, deleted_at__isnull=True
+        ).exists()
+    ):
+        raise ValidationError(f"manager “{raw}” is not a user of this directory.")
+    return pk
 
 
 class Conflict(errors.Conflict):
@@ -178,7 +209,7 @@ def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
         ministry=ministry,
         email=data.email,
         is_active=data.active is not False,
-        **data.fields(),
+        **data.fields(ministry),
     )
 
 
@@ -190,7 +221,7 @@ def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
     if data.active is False and agent.is_active:
         agent_deactivate(actor=actor, agent=agent)
     # agent_update records only what differs (nothing at all when nothing does).
-    agent_update(actor=actor, agent=agent, email=data.email, **data.fields())
+    agent_update(actor=actor, agent=agent, email=data.email, **data.fields(agent.ministry, agent))
     if data.active is True and not agent.is_active:
         agent_reactivate(actor=actor, agent=agent)
     agent.refresh_from_db()

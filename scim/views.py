@@ -13,15 +13,18 @@ from __future__ import annotations
 from typing import Union
 from uuid import UUID
 
+from django.db import transaction
 from django.db.models import Prefetch, Value
 from django.db.models.functions import Concat, Trim
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from pydantic import ValidationError as PydanticValidationError
 from scim2_models import (
     AuthenticationScheme,
     Bulk,
     ChangePassword,
     Context,
+    Error,
     ETag,
     Filter,
     ForbiddenException,
@@ -58,7 +61,7 @@ from scim.protocol import (
     scim_endpoint,
     validate,
 )
-from scim.resources import EnterpriseUser, Group, UserWithExtension
+from scim.resources import POLICY, EnterpriseUser, Group, UserWithExtension, user_schema
 
 MAX_RESULTS = 200
 DEFAULT_COUNT = 100
@@ -93,7 +96,7 @@ RESOURCE_TYPES = {
 SCHEMAS = {
     schema.id: schema
     for schema in (
-        UserWithExtension.to_schema(),
+        user_schema(),
         EnterpriseUser.to_schema(),
         Group.to_schema(),
         ServiceProviderConfig.to_schema(),
@@ -194,13 +197,17 @@ class Kind:
         """A row as its SCIM resource, with meta."""
         return user_resource(row, base) if self.name == "User" else group_resource(row, base)
 
-    def get(self, token, resource_id):
-        """One row of the token's ministry by id; 404 if absent, elsewhere or not a UUID."""
+    def get(self, token, resource_id, lock=False):
+        """One row of the token's ministry by id; 404 if absent, elsewhere or not a UUID.
+        ``lock``: held until the end of the caller's transaction (a write)."""
         try:
             pk = UUID(str(resource_id))
         except ValueError:
             pk = None
-        row = self.queryset(token).filter(pk=pk).first() if pk else None
+        rows = self.queryset(token)
+        if lock:
+            rows = rows.select_for_update(of=("self",))
+        row = rows.filter(pk=pk).first() if pk else None
         if row is None:
             raise NotFoundException(detail=f"{self.name} “{resource_id}” not found.")
         return row
@@ -283,8 +290,21 @@ def root_search(request, token, actor):
     return _root_search(request, token, payload)
 
 
+SEARCH_PARAMETERS = (
+    "filter",
+    "startIndex",
+    "count",
+    "attributes",
+    "excludedAttributes",
+    "sortBy",
+    "sortOrder",
+)
+
+
 def _query_dict(request) -> dict:
-    return {key: request.GET[key] for key in request.GET}
+    """The query's search parameters (RFC 7644 §3.4.2). Others are ignored: Entra ID
+    carries its ``aadOptscim062020`` flag from the tenant URL into every request."""
+    return {key: request.GET[key] for key in SEARCH_PARAMETERS if key in request.GET}
 
 
 def _resource_response(request, kind, row, status=200, parameters=None) -> HttpResponse:
@@ -304,13 +324,18 @@ def _collection(kind: Kind):
             return _search(request, token, kind, _query_dict(request))
         if request.method != "POST":
             return method_not_allowed(request)
-        resource = validate(kind.model, request_body(request), Context.RESOURCE_CREATION_REQUEST)
+        parameters = response_parameters(kind.model, request.GET)  # checked before writing
+        payload = request_body(request)
+        if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
+            payload["active"] = True  # a new agent is active unless told otherwise
+        resource = validate(kind.model, payload, Context.RESOURCE_CREATION_REQUEST, POLICY)
         ministry = token.ministry
         if kind is USER:
             row = services.user_create(actor=actor, ministry=ministry, data=agent_data(resource))
         else:
             row = services.group_create(actor=actor, ministry=ministry, **group_fields(resource))
-        return _resource_response(request, kind, kind.get(token, row.pk), status=201)
+        row = kind.get(token, row.pk)
+        return _resource_response(request, kind, row, status=201, parameters=parameters)
 
     return view
 
@@ -330,14 +355,89 @@ def _search_view(kind: Kind):
 
 def _apply(actor, kind: Kind, row, resource):
     if kind is USER:
-        services.user_replace(actor=actor, agent=row, data=agent_data(resource))
+        services.user_replace(actor=actor, agent=row, data=agent_data(resource, row.email))
     else:
         services.group_replace(actor=actor, group=row, **group_fields(resource))
+
+
+def _removal_values(payload):
+    """Entra's removal of members lists them as ``{"$ref": null, "value": id}`` (Okta
+    may add ``display``): the entries are selected by ``value`` alone, which is what
+    identifies an entry (a null ``$ref`` would otherwise match nothing)."""
+    operations = payload.get("Operations") if isinstance(payload, dict) else None
+    for operation in operations if isinstance(operations, list) else []:
+        if not isinstance(operation, dict) or str(operation.get("op", "")).lower() != "remove":
+            continue
+        value = operation.get("value")
+        if isinstance(value, list):
+            operation["value"] = [
+                {"value": entry["value"]} if isinstance(entry, dict) and "value" in entry else entry
+                for entry in value
+            ]
+    return payload
+
+
+def _patched(patch, resource) -> bool:
+    """Apply a PATCH to the resource; a value the schema refuses is answered as for a
+    POST (“String should have at most 128 characters: title”), not as pydantic's
+    raw multi-line report, which scim2-models puts in the detail."""
+    try:
+        return patch.patch(resource, scim_policy=POLICY)
+    except SCIMException as exc:
+        if isinstance(exc.__cause__, PydanticValidationError):
+            error = Error.from_validation_errors(exc.__cause__)[0]
+            raise InvalidValueException(detail=error.detail) from exc
+        raise
+
+
+def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
+    """PUT or PATCH: one transaction, the row locked from read to write, and every
+    part of the request (body, ``attributes``) validated before anything is written."""
+    parameters = response_parameters(kind.model, request.GET)
+    payload = request_body(request)
+    with transaction.atomic():
+        row = kind.get(token, resource_id, lock=True)
+        current = kind.to_resource(row, base_url(request))
+        check_if_match(request, current.meta.version)
+        if request.method == "PUT":
+            if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
+                payload["active"] = row.is_active  # left out: the agent's state is kept
+            replacement = validate(
+                kind.model, payload, Context.RESOURCE_REPLACEMENT_REQUEST, POLICY
+            )
+            # scim2-models drops the read-only id of a replacement: read it raw.
+            given = payload.get("id")
+            if given is not None and str(given).lower() != str(row.pk):
+                raise InvalidValueException(detail="The id in the body is not this resource's.")
+            _apply(actor, kind, row, replacement)
+        else:
+            patch = validate(
+                PatchOp[kind.model],
+                _removal_values(payload),
+                Context.RESOURCE_PATCH_REQUEST,
+                POLICY,
+            )
+            if _patched(patch, current):
+                _apply(actor, kind, row, current)
+    row = kind.get(token, row.pk)
+    if request.method == "PATCH" and kind is GROUP and not _asks_attributes(request):
+        # Entra asks for a 204 on group PATCH (a body would list every member, at
+        # each membership change); RFC 7644 §3.5.2 allows it. The ETag still tells
+        # the new version.
+        resource = kind.to_resource(row, base_url(request))
+        return HttpResponse(status=204, headers={"ETag": resource.meta.version})
+    return _resource_response(request, kind, row, parameters=parameters)
+
+
+def _asks_attributes(request) -> bool:
+    return "attributes" in request.GET or "excludedAttributes" in request.GET
 
 
 def _item(kind: Kind):
     @scim_endpoint
     def view(request, token, actor, resource_id):
+        if request.method in ("PUT", "PATCH"):
+            return _write(request, token, actor, kind, resource_id)
         row = kind.get(token, resource_id)
         current = kind.to_resource(row, base_url(request))
         if request.method == "GET":
@@ -352,25 +452,7 @@ def _item(kind: Kind):
             else:
                 services.group_delete(actor=actor, group=row)
             return HttpResponse(status=204)
-        if request.method == "PUT":
-            check_if_match(request, current.meta.version)
-            replacement = validate(
-                kind.model, request_body(request), Context.RESOURCE_REPLACEMENT_REQUEST
-            )
-            if replacement.id is not None and replacement.id != str(row.pk):
-                raise InvalidValueException(detail="The id in the body is not this resource's.")
-            _apply(actor, kind, row, replacement)
-        elif request.method == "PATCH":
-            check_if_match(request, current.meta.version)
-            patch = validate(
-                PatchOp[kind.model], request_body(request), Context.RESOURCE_PATCH_REQUEST
-            )
-            if patch.patch(current):
-                _apply(actor, kind, row, current)
-        else:
-            return method_not_allowed(request)
-        parameters = response_parameters(kind.model, request.GET)
-        return _resource_response(request, kind, kind.get(token, row.pk), parameters=parameters)
+        return method_not_allowed(request)
 
     return view
 

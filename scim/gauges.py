@@ -1,7 +1,9 @@
-"""Gauge of each ministry's current directory token's time left, read at scrape time
-(registered by ``ScimConfig.ready``): an alert on it (below
-``SCIM_TOKEN_WARN_DAYS``) warns before a directory's sync stops on an expired token."""
+"""Gauges of the directory tokens, read at scrape time (registered by
+``ScimConfig.ready``): an alert on them warns before a directory's sync stops on an
+expired token. No ministry is named (``/metrics`` stays free of tenants); the console
+shows the admin which token it is."""
 
+from django.db.models import Q
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
@@ -9,17 +11,35 @@ from scim.models import DirectoryToken
 
 
 def directory_token_expiry() -> list[GaugeMetricFamily]:
-    """Seconds until each ministry's current directory token expires (negative once
-    expired); ministries without a current token have no sample."""
-    gauge = GaugeMetricFamily(
-        "visio_directory_token_expires_in_seconds",
-        "Seconds until the ministry's current directory (SCIM) token expires",
-        labels=["ministry"],
+    """Tokens by state (expired: a ministry's current token, whose sync has stopped),
+    and the time left to the soonest expiry of a current token (absent when none)."""
+    by_state = GaugeMetricFamily(
+        "visio_directory_tokens",
+        "Directory (SCIM) tokens current or in their overlap, by state",
+        labels=["state"],
     )
     now = timezone.now()
-    current = DirectoryToken.objects.filter(
-        revoked_at__isnull=True, replaced_at__isnull=True
-    ).values_list("ministry__code", "expires_at")
-    for code, expires_at in current.order_by("ministry__code"):
-        gauge.add_metric([code], (expires_at - now).total_seconds())
-    return [gauge]
+    counts = dict.fromkeys(["active", "expiring", "overlap", "expired"], 0)
+    soonest = None
+    # Current tokens (expired ones included: a sync that stopped) and replaced ones
+    # still in their overlap; a replaced token past its overlap is history.
+    tokens = DirectoryToken.objects.filter(
+        Q(replaced_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True
+    )
+    for token in tokens.only("expires_at", "replaced_at", "revoked_at"):
+        counts[token.state(now=now)] += 1
+        if token.replaced_at is None and (soonest is None or token.expires_at < soonest):
+            soonest = token.expires_at
+    for state, count in counts.items():
+        by_state.add_metric([state], count)
+    families = [by_state]
+    if soonest is not None:
+        families.append(
+            GaugeMetricFamily(
+                "visio_directory_token_soonest_expiry_seconds",
+                "Seconds until the first ministry's current directory token expires "
+                "(negative once expired)",
+                value=(soonest - now).total_seconds(),
+            )
+        )
+    return families

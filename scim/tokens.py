@@ -7,7 +7,7 @@ token stays valid for an overlap (``SCIM_TOKEN_OVERLAP_DAYS`` unless the admin p
 secret into Entra ID or Okta without a gap in the sync. A token replaced while its
 own predecessor is still in its overlap revokes that predecessor, so no more than two
 tokens of a ministry are ever usable. Every token expires (``SCIM_TOKEN_LIFETIME_DAYS``
-at most); the console and the ``visio_directory_token_expires_in_seconds`` gauge show
+at most); the console and the ``visio_directory_tokens`` gauges show
 what is about to.
 """
 

@@ -315,6 +315,33 @@ def test_api_tokens_cannot_issue_directory_tokens(world):
     assert not DirectoryToken.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_rotating_at_once_leave_one_current_token(world):
+    """Simultaneous issues are ordered by the ministry's row: one current token, the
+    other replaced, never an IntegrityError."""
+    issue(world.a)
+    barrier = threading.Barrier(2)
+    failures = []
+
+    def rotate():
+        try:
+            barrier.wait()
+            issue(world.a)
+        except Exception as exc:  # noqa: BLE001 - any failure is the test's failure
+            failures.append(exc)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=rotate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    usable = DirectoryToken.objects.filter(ministry=world.a, revoked_at__isnull=True)
+    assert usable.count() == 2 and usable.filter(replaced_at__isnull=True).count() == 1
+
+
 # -- Who manages them: the console --------------------------------------------------
 
 
@@ -334,6 +361,7 @@ def test_the_console_page_shows_the_connection_in_french(world, client):
     assert "http://testserver/scim/v2/" in html
     assert token.prefix in html and world.admin_a.email in html
     assert "expire bientôt" in html and "jamais" not in html
+    assert 'id="current-token-warning"' in html and "Émettez le suivant" in html
     assert clear not in html
     ministry_page = client.get("/console/ministeres/alpha/").content.decode()
     assert PAGE.format("alpha") in ministry_page

@@ -467,6 +467,14 @@ EXPORT_MAX_DAYS = env.int("EXPORT_MAX_DAYS", default=3660)
 # API tokens: how long one lives unless the creator says otherwise.
 API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
 API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=366)
+# Directory (SCIM) tokens: their lifetime (the default, and the most an admin may
+# choose), how long a replaced token stays valid beside its successor (an admin may
+# choose 0 to SCIM_TOKEN_MAX_OVERLAP_DAYS), and how early the console and the
+# visio_directory_tokens gauge flag a token as expiring.
+SCIM_TOKEN_LIFETIME_DAYS = env.int("SCIM_TOKEN_LIFETIME_DAYS", default=365)
+SCIM_TOKEN_OVERLAP_DAYS = env.int("SCIM_TOKEN_OVERLAP_DAYS", default=7)
+SCIM_TOKEN_MAX_OVERLAP_DAYS = env.int("SCIM_TOKEN_MAX_OVERLAP_DAYS", default=30)
+SCIM_TOKEN_WARN_DAYS = env.int("SCIM_TOKEN_WARN_DAYS", default=14)
 # The readiness probe gives the broker this long to answer.
 READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
 

@@ -7,26 +7,32 @@ audit) and runs in one transaction: a refused request leaves nothing behind.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.access import require_admin
 from accounts.agents import agent_create, agent_deactivate, agent_reactivate, agent_update
+from accounts.grants import last_admin_check
 from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry
-from accounts.tokens import token_digest
 from audit.actor import Actor
 from audit.services import audit_record
 from controlplane import errors
-from scim.models import DirectoryGroup, DirectoryToken
+from scim.models import DirectoryGroup
 
-TOKEN_PREFIX = "scim"
+# The tokens moved to scim.tokens; named here still for the callers that import them
+# from services (the SCIM request plumbing, the management command, tests).
+from scim.tokens import (  # noqa: F401
+    TOKEN_PREFIX,
+    directory_token_authenticate,
+    directory_token_issue,
+    directory_token_revoke,
+)
 
 
 @dataclass
@@ -85,84 +91,6 @@ class Conflict(errors.Conflict):
     ``uniqueness``, in the error table)."""
 
 
-# -- Tokens ---------------------------------------------------------------------
-
-
-@transaction.atomic
-def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[DirectoryToken, str]:
-    """Issue the ministry's directory token, revoking the previous one. Returns the row
-    and the clear token, which is shown once and never stored."""
-    require_admin(actor, ministry.pk)
-    if actor.token is not None:
-        raise PermissionDenied("Tokens cannot issue directory tokens.")
-    now = timezone.now()
-    for old in DirectoryToken.objects.select_for_update().filter(
-        ministry=ministry, revoked_at__isnull=True
-    ):
-        old.revoked_at = now
-        old.save(update_fields=["revoked_at", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="directory_token.revoke",
-            target=old,
-            ministry_id=ministry.pk,
-            data={"prefix": old.prefix, "reason": "replaced"},
-        )
-    body = secrets.token_urlsafe(32)
-    clear = f"{TOKEN_PREFIX}_{body}"
-    token = DirectoryToken.objects.create(
-        ministry=ministry,
-        prefix=clear[: len(TOKEN_PREFIX) + 9],
-        digest=token_digest(clear),
-        created_by=actor.agent,
-    )
-    audit_record(
-        actor=actor,
-        action="directory_token.issue",
-        target=token,
-        ministry_id=ministry.pk,
-        data={"prefix": token.prefix},
-    )
-    return token, clear
-
-
-@transaction.atomic
-def directory_token_revoke(*, actor: Actor, token: DirectoryToken) -> DirectoryToken:
-    """Stop a directory's access at once (its sync stops until a new token is issued)."""
-    require_admin(actor, token.ministry_id)
-    token = DirectoryToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="directory_token.revoke",
-            target=token,
-            ministry_id=token.ministry_id,
-            data={"prefix": token.prefix},
-        )
-    return token
-
-
-def directory_token_authenticate(clear: str) -> DirectoryToken:
-    """The live token behind ``clear``; ValueError when unknown, revoked or suspended."""
-    if not clear.startswith(f"{TOKEN_PREFIX}_") or len(clear) > 128:
-        raise ValueError("Unknown directory token.")
-    token = (
-        DirectoryToken.objects.select_related("ministry")
-        .filter(digest=token_digest(clear), revoked_at__isnull=True)
-        .first()
-    )
-    if token is None:
-        raise ValueError("Unknown or revoked directory token.")
-    if token.ministry.state == Ministry.State.SUSPENDED:
-        raise PermissionDenied("This ministry is suspended: its directory sync is stopped.")
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        DirectoryToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token
-
-
 # -- Users ----------------------------------------------------------------------
 
 
@@ -216,6 +144,8 @@ def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
 @transaction.atomic
 def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
     """Set every directory attribute of an agent (PUT, and PATCH once applied)."""
+    if data.active is False and agent.is_active:
+        last_admin_check(agent=agent)  # 409 before anything is written
     _check_unique(agent.ministry, data, exclude_pk=agent.pk)
     # Leaving first frees a seat before anything else could need it.
     if data.active is False and agent.is_active:
@@ -232,6 +162,7 @@ def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
 def user_delete(*, actor: Actor, agent: Agent) -> Agent:
     """DELETE from the directory: the agent is deactivated at once (seat freed, sessions
     ended) and their personal data is erased after the ministry's retention period."""
+    last_admin_check(agent=agent)  # 409 before anything is written
     agent_deactivate(actor=actor, agent=agent)
     erase_after = timezone.now() + timedelta(days=agent.ministry.retention_days)
     Agent.objects.filter(pk=agent.pk).update(erase_after=erase_after)

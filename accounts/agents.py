@@ -39,7 +39,16 @@ def _require_agent_admin(actor: Actor, agent: Agent) -> None:
         )
 
 
-AGENT_FIELDS = ("given_name", "usual_name", "external_id", "organizational_unit")
+AGENT_FIELDS = (
+    "given_name",
+    "usual_name",
+    "external_id",
+    "organizational_unit",
+    "title",
+    "preferred_language",
+    "employee_number",
+    "manager_id",
+)
 
 
 def _deleted() -> ValidationError:

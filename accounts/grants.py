@@ -17,6 +17,51 @@ from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry, PendingRoleGrant, Role, RoleGrant
 from audit.actor import Actor
 from audit.services import audit_record
+from controlplane.errors import DomainError
+
+
+class LastAdmin(DomainError):
+    """Deactivating or deleting this agent would leave their ministry without an active
+    admin (409; no SCIM ``scimType`` fits: RFC 7644 gives 409 only ``uniqueness``)."""
+
+    status = 409
+    code = "last_admin"
+
+
+def last_admin_check(*, agent: Agent) -> None:
+    """Refuse (LastAdmin) to let ``agent`` go if they are the last active admin of their
+    ministry: a directory that drops its admins would lock the ministry out of its own
+    console, tokens included.
+
+    Call it inside the transaction that deactivates or deletes, before the change. It
+    locks the active admins' agent rows in primary-key order, so two directories
+    deactivating the last two admins at once are serialised and the second is refused
+    (after the first commits, the locking query no longer finds the first admin).
+    """
+    if agent.ministry_id is None or not agent.is_active:
+        return
+    admin_ids = RoleGrant.objects.filter(
+        ministry_id=agent.ministry_id, role=Role.MINISTRY_ADMIN
+    ).values("agent_id")
+    if not RoleGrant.objects.filter(
+        agent_id=agent.pk, ministry_id=agent.ministry_id, role=Role.MINISTRY_ADMIN
+    ).exists():
+        return
+    active = list(
+        Agent.objects.select_for_update()
+        .filter(pk__in=admin_ids, is_active=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if active == [agent.pk]:
+        raise LastAdmin(
+            _(
+                "%(email)s is the last active admin of their ministry: a directory cannot "
+                "deactivate or delete them. Grant the ministry admin role to another agent "
+                "first."
+            )
+            % {"email": agent.email}
+        )
 
 
 def _check_grant_rights(actor: Actor, role: str, ministry: Ministry | None) -> None:

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from accounts.oidc.views import logout_view
-from console import dashboards, meetings, privacy, reports, views
+from console import dashboards, directory, meetings, privacy, reports, views
 
 app_name = "console"
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     path("ministeres/nouveau/<int:step>/", views.onboarding, name="onboarding"),
     path("ministeres/<slug:code>/", views.ministry_detail, name="ministry"),
     path("ministeres/<slug:code>/etat/", views.ministry_state, name="ministry-state"),
+    path("ministeres/<slug:code>/annuaire/", directory.directory, name="directory"),
     path("reunions/", meetings.rooms, name="rooms"),
     path("reunions/<slug:slug>/", meetings.room, name="room"),
     path("noeuds/", meetings.nodes, name="nodes"),

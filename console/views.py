@@ -294,6 +294,7 @@ def ministry_detail(request, code):
             "pools": ministry.licence_pools.order_by("-starts_on"),
             "pending_admins": ministry.pending_grants.filter(role="ministry_admin"),
             "moves": moves,
+            "can_admin": access.can_admin(ministry.pk),
         },
     )
 

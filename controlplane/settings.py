@@ -331,6 +331,14 @@ OIDC_TIMEOUT = (3.05, env.float("OIDC_TIMEOUT_SECONDS", default=10.0))
 # HTTP(S)_PROXY variables are not read: looking them up costs on every call).
 OIDC_PROXY = env.str("OIDC_PROXY", default="")
 OIDC_DISCOVERY_TTL_SECONDS = env.int("OIDC_DISCOVERY_TTL_SECONDS", default=3600)
+# The issuer the discovery document must name (OpenID Connect Discovery 4.3); empty
+# means the discovery URL without its "/.well-known/openid-configuration".
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="")
+# Signing keys are fetched again after this long, so a key the provider dropped stops
+# being trusted; a token naming an unknown kid (or failing with a known one) fetches
+# them at once, but at most once per OIDC_JWKS_MIN_REFETCH_SECONDS for all processes.
+OIDC_JWKS_TTL_SECONDS = env.int("OIDC_JWKS_TTL_SECONDS", default=3600)
+OIDC_JWKS_MIN_REFETCH_SECONDS = env.float("OIDC_JWKS_MIN_REFETCH_SECONDS", default=60.0)
 # Before sending an agent to the provider, ask it again when it has been silent (or
 # failing) for this long, so that a provider that is down gets a clear page here.
 OIDC_PROVIDER_CHECK_SECONDS = env.float("OIDC_PROVIDER_CHECK_SECONDS", default=5.0)
@@ -459,6 +467,14 @@ EXPORT_MAX_DAYS = env.int("EXPORT_MAX_DAYS", default=3660)
 # API tokens: how long one lives unless the creator says otherwise.
 API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
 API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=366)
+# Directory (SCIM) tokens: their lifetime (the default, and the most an admin may
+# choose), how long a replaced token stays valid beside its successor (an admin may
+# choose 0 to SCIM_TOKEN_MAX_OVERLAP_DAYS), and how early the console and the
+# visio_directory_tokens gauge flag a token as expiring.
+SCIM_TOKEN_LIFETIME_DAYS = env.int("SCIM_TOKEN_LIFETIME_DAYS", default=365)
+SCIM_TOKEN_OVERLAP_DAYS = env.int("SCIM_TOKEN_OVERLAP_DAYS", default=7)
+SCIM_TOKEN_MAX_OVERLAP_DAYS = env.int("SCIM_TOKEN_MAX_OVERLAP_DAYS", default=30)
+SCIM_TOKEN_WARN_DAYS = env.int("SCIM_TOKEN_WARN_DAYS", default=14)
 # The readiness probe gives the broker this long to answer.
 READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
 

@@ -5,7 +5,6 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from accounts.access import access_for
 from accounts.models import Ministry
 from accounts.selectors import ministry_administrable
 from audit.actor import Actor
@@ -15,27 +14,38 @@ from controlplane.api import (
     SlugChoiceField,
     TokenIssueThrottle,
 )
-from scim import services
+from scim import tokens
 from scim.models import DirectoryToken
 
 
 class DirectoryTokenSerializer(serializers.ModelSerializer):
-    """A directory token's metadata; the secret itself is shown once, at issue."""
+    """A directory token's metadata; the secret itself is shown once, at issue.
+
+    ``state``: active, expiring (within SCIM_TOKEN_WARN_DAYS), overlap (replaced,
+    usable until ``expires_at``), expired or revoked."""
 
     ministry = serializers.SlugRelatedField(slug_field="code", read_only=True)
     created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
+    state = serializers.SerializerMethodField()
 
     class Meta:
         model = DirectoryToken
-        fields = ["id", "ministry", "prefix", "created_by", "created_at", "last_used_at"]
-        fields += ["revoked_at"]
+        fields = ["id", "ministry", "prefix", "created_by", "created_at", "expires_at"]
+        fields += ["replaced_at", "last_used_at", "revoked_at", "state"]
         read_only_fields = fields
+
+    def get_state(self, token) -> str:
+        return token.state()
 
 
 class DirectoryTokenIssueSerializer(ScopedChoicesMixin, serializers.Serializer):
-    """Input of a token issue: the ministry whose directory it is for."""
+    """Input of a token issue: the ministry whose directory it is for, and optionally
+    the token's lifetime and how long the token it replaces stays valid (0: not at
+    all). Bounds are checked by the service, with the settings' limits."""
 
     ministry = SlugChoiceField(slug_field="code", queryset=Ministry.objects.none())
+    expires_in_days = serializers.IntegerField(required=False, min_value=1)
+    overlap_days = serializers.IntegerField(required=False, min_value=0)
 
 
 class DirectoryTokenIssuedSerializer(DirectoryTokenSerializer):
@@ -50,18 +60,15 @@ class DirectoryTokenIssuedSerializer(DirectoryTokenSerializer):
 
 
 class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Directory (SCIM) tokens: one live per ministry; issuing one revokes the previous."""
+    """Directory (SCIM) tokens: one current per ministry; issuing one replaces it, the
+    replaced one staying valid for the overlap."""
 
     serializer_class = DirectoryTokenSerializer
     throttle_classes = [TokenIssueThrottle]
 
     def get_queryset(self):
         # Readers (auditors included) see the metadata; only admins issue and revoke.
-        readable = access_for(self.request.user).readable_ministries
-        tokens = DirectoryToken.objects.select_related("ministry", "created_by")
-        if readable is None:
-            return tokens
-        return tokens.filter(ministry_id__in=readable)
+        return tokens.directory_token_list(user=self.request.user)
 
     @extend_schema(
         request=DirectoryTokenIssueSerializer,
@@ -72,7 +79,7 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
             data=request.data, ministries=ministry_administrable(user=request.user)
         )
         data.is_valid(raise_exception=True)
-        token, clear = services.directory_token_issue(
+        token, clear = tokens.directory_token_issue(
             actor=Actor.from_request(request), **data.validated_data
         )
         token.token = clear
@@ -82,7 +89,7 @@ class DirectoryTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelView
     @extend_schema(responses={200: DirectoryTokenSerializer})
     def destroy(self, request, pk=None):
         """Revoke the token: the directory's sync stops at once."""
-        token = services.directory_token_revoke(
+        token = tokens.directory_token_revoke(
             actor=Actor.from_request(request), token=self.get_object()
         )
         return Response(DirectoryTokenSerializer(token).data)

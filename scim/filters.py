@@ -55,6 +55,11 @@ USER_COLUMNS: dict[str, Column] = {
     "meta.created": Column("created_at", kind="datetime"),
     "meta.lastmodified": Column("updated_at", kind="datetime"),
     "department": Column("organizational_unit"),
+    "title": Column("title"),
+    "preferredlanguage": Column("preferred_language"),
+    "employeenumber": Column("employee_number"),
+    "manager": Column("manager_id", kind="id"),
+    "manager.value": Column("manager_id", kind="id"),
     "groups": Column("directory_groups__id", kind="id"),
     "groups.value": Column("directory_groups__id", kind="id"),
 }

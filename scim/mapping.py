@@ -19,6 +19,7 @@ from scim.resources import (
     Group,
     GroupMember,
     GroupMembership,
+    Manager,
     Name,
     UserWithExtension,
 )
@@ -39,27 +40,87 @@ def user_resource(agent: Agent, base: str) -> UserWithExtension:
         user_name=agent.email,
         name=names,
         display_name=agent.full_name or None,
+        title=agent.title or None,
+        preferred_language=agent.preferred_language or None,
         active=agent.is_active,
         emails=[Email(value=agent.email, type="work", primary=True)],
         groups=groups or None,
     )
-    if agent.organizational_unit:
-        user[EnterpriseUser] = EnterpriseUser(department=agent.organizational_unit)
+    manager = None
+    if agent.manager_id:
+        manager = Manager(value=str(agent.manager_id), ref=f"{base}/Users/{agent.manager_id}")
+    if agent.organizational_unit or agent.employee_number or manager:
+        user[EnterpriseUser] = EnterpriseUser(
+            employee_number=agent.employee_number or None,
+            department=agent.organizational_unit or None,
+            manager=manager,
+        )
     return with_meta(user, "User", agent, base)
 
 
-def agent_data(user: UserWithExtension) -> services.AgentData:
-    """What a SCIM User asks of its agent, for the services; userName must be an email."""
-    email = (user.user_name or "").strip().lower()
-    if not email or "@" not in email:
+def _work_email(user: UserWithExtension) -> str | None:
+    """The address ``emails`` gives for the agent: the "work" one, or a lone one with
+    no type. Other addresses (home, other: personal ones) are not kept."""
+    emails = [e for e in user.emails or [] if (e.value or "").strip()]
+    work = [e for e in emails if (e.type or "").lower() == "work"]
+    if not work and len(emails) == 1 and not emails[0].type:
+        work = emails
+    return work[0].value.strip().lower() if work else None
+
+
+def agent_email(user: UserWithExtension, current: str | None = None) -> str:
+    """The agent's one professional address, from ``userName`` and the work email.
+
+    Directories write both: Entra ID maps userPrincipalName to userName and mail to
+    ``emails[type eq "work"].value``, and changes each with its own PATCH operation.
+    Equal, they are the address. In a write to an existing agent (``current`` is its
+    address), the one that changed is the new address: Entra's PATCH of the work
+    email alone renames the agent, and so does a rename of userName whose emails
+    still carry the old address. Two different new addresses are refused."""
+    user_name = (user.user_name or "").strip().lower()
+    if not user_name or "@" not in user_name:
         raise InvalidValueException(detail=_("userName must be the agent's professional email."))
+    work = _work_email(user)
+    if work is None or work == user_name:
+        return user_name
+    if current is not None and user_name == current:
+        return work
+    if current is not None and work == current:
+        return user_name
+    raise InvalidValueException(
+        detail=_(
+            'emails[type eq "work"].value “%(work)s” must be the same address as '
+            "userName “%(user_name)s”: an agent has one professional email."
+        )
+        % {"work": work, "user_name": user_name}
+    )
+
+
+def _manager_id(manager: Manager | None) -> str:
+    """The manager's SCIM id, from ``value`` or else the last segment of ``$ref``."""
+    if manager is None:
+        return ""
+    if manager.value:
+        return manager.value.strip()
+    return str(manager.ref).rstrip("/").rsplit("/", 1)[-1] if manager.ref else ""
+
+
+def agent_data(user: UserWithExtension, current: str | None = None) -> services.AgentData:
+    """What a SCIM User asks of its agent, for the services (``current``: the agent's
+    address, for a write to an existing agent). displayName is not kept: it is
+    derived from the names."""
     extension = user[EnterpriseUser]
+    manager = extension.manager if extension else None
     return services.AgentData(
-        email=email,
+        email=agent_email(user, current),
         given_name=(user.name.given_name or "") if user.name else "",
         usual_name=(user.name.family_name or "") if user.name else "",
         external_id=user.external_id or "",
         organizational_unit=(extension.department or "") if extension else "",
+        title=user.title or "",
+        preferred_language=user.preferred_language or "",
+        employee_number=(extension.employee_number or "") if extension else "",
+        manager=_manager_id(manager),
         active=user.active,
     )
 

@@ -20,7 +20,7 @@ from django.db import OperationalError
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, gettext_noop
+from django.utils.translation import gettext_lazy
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError as PydanticValidationError
@@ -33,8 +33,10 @@ from scim2_models import (
     Meta,
     PayloadTooLargeException,
     PreconditionFailedException,
+    Resource,
     ResponseParameters,
     SCIMException,
+    ScimPolicy,
     UnauthorizedException,
 )
 
@@ -174,15 +176,6 @@ class DirectoryPrincipal(ApiTokenPrincipal):
         self.email = f"scim:{token.prefix}"
 
 
-# The token service's refusals, in the catalogue so that ``_authenticate`` answers
-# them in the request's language (a message already translated passes unchanged).
-TOKEN_REFUSALS = (
-    gettext_noop("Unknown directory token."),
-    gettext_noop("Unknown or revoked directory token."),
-    gettext_noop("This ministry is suspended: its directory sync is stopped."),
-)
-
-
 def _authenticate(request):
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _sep, clear = header.partition(" ")
@@ -191,9 +184,9 @@ def _authenticate(request):
     try:
         token = services.directory_token_authenticate(clear.strip())
     except ValueError as exc:
-        raise UnauthorizedException(detail=_(str(exc))) from exc
+        raise UnauthorizedException(detail=str(exc)) from exc
     except PermissionDenied as exc:
-        raise ForbiddenException(detail=_(str(exc))) from exc
+        raise ForbiddenException(detail=str(exc)) from exc
     principal = DirectoryPrincipal(token)
     return token, Actor(user=principal, ip=client_ip(request), label=f"scim:{token.prefix}")
 
@@ -351,22 +344,34 @@ def _refusal(cause: PydanticValidationError) -> SCIMException:
     return SCIMException.from_error(error)
 
 
-def validate(model, payload, ctx: Context):
-    """A payload as a scim2-models ``model`` in ``ctx``; the first problem as a SCIM error."""
+def validate(model, payload, ctx: Context, policy: ScimPolicy | None = None):
+    """A payload as a scim2-models ``model`` in ``ctx`` read under ``policy`` (strict
+    by default); the first problem as a SCIM error. A resource must list its own
+    schema among ``schemas`` (other URNs a directory adds are tolerated by a lenient
+    policy, such as Entra's ADSCIM Group schema)."""
     if not isinstance(payload, dict):
         raise InvalidSyntaxException(detail=_("The body must be a JSON object."))
+    schema = getattr(model, "__schema__", None)
+    if isinstance(model, type) and issubclass(model, Resource) and schema:
+        listed = payload.get("schemas")
+        if not isinstance(listed, list) or str(schema).lower() not in {
+            str(urn).lower() for urn in listed
+        }:
+            raise InvalidValueException(
+                detail=_("schemas must list “%(schema)s”.") % {"schema": schema}
+            )
     try:
-        return model.model_validate(payload, scim_ctx=ctx)
+        return model.model_validate(payload, scim_ctx=ctx, scim_policy=policy)
     except PydanticValidationError as exc:
         raise _refusal(exc) from exc
 
 
-def apply_patch(patch, resource) -> bool:
+def apply_patch(patch, resource, **options) -> bool:
     """Apply a validated PatchOp to ``resource``; whether it changed. A value of the
     wrong type answers ``invalidValue`` naming the attribute, as on POST and PUT, not
     pydantic's raw report."""
     try:
-        return patch.patch(resource)
+        return patch.patch(resource, **options)
     except SCIMException as exc:
         cause = exc.__cause__
         if not isinstance(cause, PydanticValidationError):

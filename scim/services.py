@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
@@ -24,16 +23,23 @@ from django.utils.translation import gettext as _
 
 from accounts.access import require_admin
 from accounts.agents import agent_create, agent_deactivate, agent_reactivate, agent_update
+from accounts.grants import last_admin_check
 from accounts.identifiers import validate_agent_email
 from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry
-from accounts.tokens import token_digest
 from audit.actor import Actor
 from audit.services import audit_record
 from controlplane import errors
-from scim.models import DirectoryGroup, DirectoryToken
+from scim.models import DirectoryGroup
 
-TOKEN_PREFIX = "scim"
+# The tokens moved to scim.tokens; named here still for the callers that import them
+# from services (the SCIM request plumbing, the management command, tests).
+from scim.tokens import (  # noqa: F401
+    TOKEN_PREFIX,
+    directory_token_authenticate,
+    directory_token_issue,
+    directory_token_revoke,
+)
 
 
 @dataclass
@@ -45,98 +51,53 @@ class AgentData:
     usual_name: str = ""
     external_id: str = ""
     organizational_unit: str = ""
+    title: str = ""
+    preferred_language: str = ""
+    employee_number: str = ""
+    manager: str = ""  # the manager's SCIM id (an agent of the same ministry), or ""
     active: bool | None = None  # None: leave as it is (or active, for a new agent)
 
-    def fields(self) -> dict:
+    def fields(self, ministry: Ministry, agent: Agent | None = None) -> dict:
+        """The agent's columns, the manager resolved within ``ministry``."""
         return {
             "given_name": self.given_name,
             "usual_name": self.usual_name,
             "external_id": self.external_id,
             "organizational_unit": self.organizational_unit,
+            "title": self.title,
+            "preferred_language": self.preferred_language,
+            "employee_number": self.employee_number,
+            "manager_id": _manager(ministry, self.manager, agent),
         }
+
+
+def _manager(ministry: Ministry, raw: str, agent: Agent | None) -> UUID | None:
+    """The manager's primary key: an agent of this ministry the directory can see
+    (not deleted), other than the agent itself. Anything else is a precise 400
+    (Entra ID retries the manager once the manager is provisioned)."""
+    if not raw:
+        return None
+    try:
+        pk = UUID(raw)
+    except ValueError:
+        pk = None
+    if agent is not None and pk == agent.pk:
+        raise ValidationError(_("manager cannot be the agent itself."))
+    if (
+        pk is None
+        or not Agent.objects.filter(
+            pk=pk, ministry=ministry, erase_after__isnull=True, deleted_at__isnull=True
+        ).exists()
+    ):
+        raise ValidationError(
+            _("manager “%(value)s” is not a user of this directory.") % {"value": raw}
+        )
+    return pk
 
 
 class Conflict(errors.Conflict):
     """The request clashes with an existing resource (409 ``conflict``, SCIM
     ``uniqueness``, in the error table)."""
-
-
-# -- Tokens ---------------------------------------------------------------------
-
-
-@transaction.atomic
-def directory_token_issue(*, actor: Actor, ministry: Ministry) -> tuple[DirectoryToken, str]:
-    """Issue the ministry's directory token, revoking the previous one. Returns the row
-    and the clear token, which is shown once and never stored."""
-    require_admin(actor, ministry.pk)
-    if actor.token is not None:
-        raise PermissionDenied("Tokens cannot issue directory tokens.")
-    now = timezone.now()
-    for old in DirectoryToken.objects.select_for_update().filter(
-        ministry=ministry, revoked_at__isnull=True
-    ):
-        old.revoked_at = now
-        old.save(update_fields=["revoked_at", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="directory_token.revoke",
-            target=old,
-            ministry_id=ministry.pk,
-            data={"prefix": old.prefix, "reason": "replaced"},
-        )
-    body = secrets.token_urlsafe(32)
-    clear = f"{TOKEN_PREFIX}_{body}"
-    token = DirectoryToken.objects.create(
-        ministry=ministry,
-        prefix=clear[: len(TOKEN_PREFIX) + 9],
-        digest=token_digest(clear),
-        created_by=actor.agent,
-    )
-    audit_record(
-        actor=actor,
-        action="directory_token.issue",
-        target=token,
-        ministry_id=ministry.pk,
-        data={"prefix": token.prefix},
-    )
-    return token, clear
-
-
-@transaction.atomic
-def directory_token_revoke(*, actor: Actor, token: DirectoryToken) -> DirectoryToken:
-    """Stop a directory's access at once (its sync stops until a new token is issued)."""
-    require_admin(actor, token.ministry_id)
-    token = DirectoryToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="directory_token.revoke",
-            target=token,
-            ministry_id=token.ministry_id,
-            data={"prefix": token.prefix},
-        )
-    return token
-
-
-def directory_token_authenticate(clear: str) -> DirectoryToken:
-    """The live token behind ``clear``; ValueError when unknown, revoked or suspended."""
-    if not clear.startswith(f"{TOKEN_PREFIX}_") or len(clear) > 128:
-        raise ValueError("Unknown directory token.")
-    token = (
-        DirectoryToken.objects.select_related("ministry")
-        .filter(digest=token_digest(clear), revoked_at__isnull=True)
-        .first()
-    )
-    if token is None:
-        raise ValueError("Unknown or revoked directory token.")
-    if token.ministry.state == Ministry.State.SUSPENDED:
-        raise PermissionDenied("This ministry is suspended: its directory sync is stopped.")
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        DirectoryToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token
 
 
 # -- Users ----------------------------------------------------------------------
@@ -246,20 +207,24 @@ def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
             ministry=ministry,
             email=data.email,
             is_active=data.active is not False,
-            **data.fields(),
+            **data.fields(ministry),
         )
 
 
 @transaction.atomic
 def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
     """Set every directory attribute of an agent (PUT, and PATCH once applied)."""
+    if data.active is False and agent.is_active:
+        last_admin_check(agent=agent)  # 409 before anything is written
     _check_unique(agent.ministry, data, exclude_pk=agent.pk)
     # Leaving first frees a seat before anything else could need it.
     if data.active is False and agent.is_active:
         agent_deactivate(actor=actor, agent=agent)
     # agent_update records only what differs (nothing at all when nothing does).
     with _uniqueness(data):
-        agent_update(actor=actor, agent=agent, email=data.email, **data.fields())
+        agent_update(
+            actor=actor, agent=agent, email=data.email, **data.fields(agent.ministry, agent)
+        )
     if data.active is True and not agent.is_active:
         agent_reactivate(actor=actor, agent=agent)
     agent.refresh_from_db()
@@ -273,6 +238,7 @@ def user_delete(*, actor: Actor, agent: Agent) -> Agent:
     clash): the address moves aside and the identity provider's ``sub`` is unbound,
     so the same person's next login or re-creation makes a new agent. Their personal
     data is erased after the ministry's retention period (``agents_erase_due``)."""
+    last_admin_check(agent=agent)  # 409 before anything is written
     agent_deactivate(actor=actor, agent=agent)
     now = timezone.now()
     erase_after = now + timedelta(days=agent.ministry.retention_days)

@@ -63,7 +63,7 @@ from scim.protocol import (
     scim_endpoint,
     validate,
 )
-from scim.resources import EnterpriseUser, Group, UserWithExtension
+from scim.resources import POLICY, EnterpriseUser, Group, UserWithExtension, user_schema
 
 MAX_RESULTS = 200
 MAX_INDEX = 2**31 - 1
@@ -99,7 +99,7 @@ RESOURCE_TYPES = {
 SCHEMAS = {
     schema.id: schema
     for schema in (
-        UserWithExtension.to_schema(),
+        user_schema(),
         EnterpriseUser.to_schema(),
         Group.to_schema(),
         ServiceProviderConfig.to_schema(),
@@ -201,15 +201,15 @@ class Kind:
 
     def get(self, token, resource_id, lock=False):
         """One row of the token's ministry by id; 404 if absent, elsewhere or not a UUID.
-        ``lock``: the row is locked until the transaction ends (a write's)."""
+        ``lock``: held until the end of the caller's transaction (a write)."""
         try:
             pk = UUID(str(resource_id))
         except ValueError:
             pk = None
-        queryset = self.queryset(token)
+        rows = self.queryset(token)
         if lock:
-            queryset = queryset.select_for_update(of=("self",))
-        row = queryset.filter(pk=pk).first() if pk else None
+            rows = rows.select_for_update(of=("self",))
+        row = rows.filter(pk=pk).first() if pk else None
         if row is None:
             raise NotFoundException(
                 detail=_("%(kind)s “%(id)s” not found.") % {"kind": self.name, "id": resource_id}
@@ -309,8 +309,21 @@ def root_search(request, token, actor):
     return _root_search(request, token, payload)
 
 
+SEARCH_PARAMETERS = (
+    "filter",
+    "startIndex",
+    "count",
+    "attributes",
+    "excludedAttributes",
+    "sortBy",
+    "sortOrder",
+)
+
+
 def _query_dict(request) -> dict:
-    return {key: request.GET[key] for key in request.GET}
+    """The query's search parameters (RFC 7644 §3.4.2). Others are ignored: Entra ID
+    carries its ``aadOptscim062020`` flag from the tenant URL into every request."""
+    return {key: request.GET[key] for key in SEARCH_PARAMETERS if key in request.GET}
 
 
 def _resource_response(request, kind, row, status=200, parameters=None) -> HttpResponse:
@@ -328,13 +341,18 @@ def _collection(kind: Kind):
     def view(request, token, actor):
         if request.method == "GET":
             return _search(request, token, kind, _query_dict(request))
-        resource = validate(kind.model, request_body(request), Context.RESOURCE_CREATION_REQUEST)
+        parameters = response_parameters(kind.model, request.GET)  # checked before writing
+        payload = request_body(request)
+        if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
+            payload["active"] = True  # a new agent is active unless told otherwise
+        resource = validate(kind.model, payload, Context.RESOURCE_CREATION_REQUEST, POLICY)
         ministry = token.ministry
         if kind is USER:
             row = services.user_create(actor=actor, ministry=ministry, data=agent_data(resource))
         else:
             row = services.group_create(actor=actor, ministry=ministry, **group_fields(resource))
-        return _resource_response(request, kind, kind.get(token, row.pk), status=201)
+        row = kind.get(token, row.pk)
+        return _resource_response(request, kind, row, status=201, parameters=parameters)
 
     return view
 
@@ -352,14 +370,35 @@ def _search_view(kind: Kind):
 
 def _apply(actor, kind: Kind, row, resource):
     if kind is USER:
-        services.user_replace(actor=actor, agent=row, data=agent_data(resource))
+        services.user_replace(actor=actor, agent=row, data=agent_data(resource, row.email))
     else:
         services.group_replace(actor=actor, group=row, **group_fields(resource))
 
 
-def _write(request, token, actor, kind: Kind, resource_id):
-    """PUT, PATCH or DELETE under the row's lock: If-Match is compared with the version
-    no concurrent write can change before this one commits (no lost update)."""
+def _removal_values(payload):
+    """Entra's removal of members lists them as ``{"$ref": null, "value": id}`` (Okta
+    may add ``display``): the entries are selected by ``value`` alone, which is what
+    identifies an entry (a null ``$ref`` would otherwise match nothing)."""
+    operations = payload.get("Operations") if isinstance(payload, dict) else None
+    for operation in operations if isinstance(operations, list) else []:
+        if not isinstance(operation, dict) or str(operation.get("op", "")).lower() != "remove":
+            continue
+        value = operation.get("value")
+        if isinstance(value, list):
+            operation["value"] = [
+                {"value": entry["value"]} if isinstance(entry, dict) and "value" in entry else entry
+                for entry in value
+            ]
+    return payload
+
+
+def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
+    """PUT, PATCH or DELETE: one transaction, the row locked from read to write (so
+    If-Match is compared with a version no concurrent write can change before this
+    one commits), and every part of the request (body, ``attributes``) validated
+    before anything is written."""
+    parameters = response_parameters(kind.model, request.GET)
+    payload = request_body(request) if request.method != "DELETE" else None
     with transaction.atomic():
         row = kind.get(token, resource_id, lock=True)
         current = kind.to_resource(row, base_url(request))
@@ -369,38 +408,52 @@ def _write(request, token, actor, kind: Kind, resource_id):
                 services.user_delete(actor=actor, agent=row)
             else:
                 services.group_delete(actor=actor, group=row)
-            return None
+            return empty_response(204)
         if request.method == "PUT":
+            if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
+                payload["active"] = row.is_active  # left out: the agent's state is kept
             replacement = validate(
-                kind.model, request_body(request), Context.RESOURCE_REPLACEMENT_REQUEST
+                kind.model, payload, Context.RESOURCE_REPLACEMENT_REQUEST, POLICY
             )
-            if replacement.id is not None and replacement.id != str(row.pk):
+            # scim2-models drops the read-only id of a replacement: read it raw.
+            given = payload.get("id")
+            if given is not None and str(given).lower() != str(row.pk):
                 raise InvalidValueException(detail=_("The id in the body is not this resource's."))
             _apply(actor, kind, row, replacement)
         else:
             patch = validate(
-                PatchOp[kind.model], request_body(request), Context.RESOURCE_PATCH_REQUEST
+                PatchOp[kind.model],
+                _removal_values(payload),
+                Context.RESOURCE_PATCH_REQUEST,
+                POLICY,
             )
-            if apply_patch(patch, current):
+            if apply_patch(patch, current, scim_policy=POLICY):
                 _apply(actor, kind, row, current)
-        return row
+    row = kind.get(token, row.pk)
+    if request.method == "PATCH" and kind is GROUP and not _asks_attributes(request):
+        # Entra asks for a 204 on group PATCH (a body would list every member, at
+        # each membership change); RFC 7644 §3.5.2 allows it. The ETag still tells
+        # the new version.
+        resource = kind.to_resource(row, base_url(request))
+        return empty_response(204, {"ETag": resource.meta.version})
+    return _resource_response(request, kind, row, parameters=parameters)
+
+
+def _asks_attributes(request) -> bool:
+    return "attributes" in request.GET or "excludedAttributes" in request.GET
 
 
 def _item(kind: Kind):
     @scim_endpoint(allow=("GET", "PUT", "PATCH", "DELETE"))
     def view(request, token, actor, resource_id):
-        if request.method in ("GET", "HEAD"):
-            row = kind.get(token, resource_id)
-            current = kind.to_resource(row, base_url(request))
-            if not_modified(request, current.meta.version):
-                return empty_response(304, {"ETag": current.meta.version})
-            parameters = response_parameters(kind.model, request.GET)
-            return _resource_response(request, kind, row, parameters=parameters)
-        row = _write(request, token, actor, kind, resource_id)
-        if row is None:
-            return empty_response(204)
+        if request.method != "GET":
+            return _write(request, token, actor, kind, resource_id)
+        row = kind.get(token, resource_id)
+        current = kind.to_resource(row, base_url(request))
+        if not_modified(request, current.meta.version):
+            return empty_response(304, {"ETag": current.meta.version})
         parameters = response_parameters(kind.model, request.GET)
-        return _resource_response(request, kind, kind.get(token, row.pk), parameters=parameters)
+        return _resource_response(request, kind, row, parameters=parameters)
 
     return view
 

@@ -53,9 +53,13 @@ class DevIdp:
     def jwks(self) -> jwt.PyJWKSet:
         return jwt.PyJWKSet.from_dict(requests.get(self.metadata()["jwks_uri"], timeout=5).json())
 
-    def rotate_keys(self, drop_old: bool = False) -> list[str]:
-        """Put a new signing key first in the JWKS; return the kids, newest first."""
+    def rotate_keys(self, drop_old: bool = False, same_kid: bool = False) -> list[str]:
+        """Put a new signing key first in the JWKS; return the kids, newest first.
+
+        ``same_kid``: the new key replaces the current one under its ``kid``."""
         params = {"drop_old": "1"} if drop_old else {}
+        if same_kid:
+            params = {"same_kid": "1"}
         response = requests.post(f"{self.root}/_dev/rotate-keys", params=params, timeout=10)
         response.raise_for_status()
         return response.json()["kids"]

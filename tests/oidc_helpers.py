@@ -37,6 +37,10 @@ ACCOUNTS = [
     account("paul.durand@bravo.gouv.fr", "Paul", "Durand", SIRET_B),
     account("cheffe@alpha.gouv.fr", "Aïcha", "Benali", SIRET_A),
     account("someone@inconnu.gouv.fr", "Sam", "Inconnu", SIRET_UNKNOWN),
+    # Claims that disagree: an address of Alpha's domain, the SIRET of Bravo.
+    account("tom.transfuge@alpha.gouv.fr", "Tom", "Transfuge", SIRET_B),
+    # Bravo's SIRET, an address in a domain no ministry has declared.
+    account("lou.agence@agence-bravo.fr", "Lou", "Agence", SIRET_B),
 ]
 SUB = {a["email"]: a["sub"] for a in ACCOUNTS}
 
@@ -68,11 +72,14 @@ class Interceptor:
     """Rewrites the IdP's answers to the RP (the back channel), as an attacker could."""
 
     rules: list = field(default_factory=list)
+    # Every call the RP made to the IdP, as (method, url).
+    calls: list = field(default_factory=list)
     attacker_key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
 
     def request(self, real, method, url, **kwargs):
+        self.calls.append((method, url))
         for matches, action in self.rules:
             if matches(method, url):
                 return action(real, method, url, **kwargs)
@@ -80,6 +87,10 @@ class Interceptor:
 
     def on(self, matches, action):
         self.rules.append((matches, action))
+
+    def jwks_fetches(self) -> int:
+        """How many times the RP downloaded the JWKS."""
+        return sum(1 for _, url in self.calls if url.endswith("/jwks"))
 
     def attacker_jwk(self) -> dict:
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.attacker_key.public_key(), as_dict=True)

@@ -1,9 +1,13 @@
 """What this service knows of the identity provider: its metadata and its keys.
 
-Metadata comes from the discovery document and is cached; signing keys come from
-the JWKS and are cached too, refetched once when a token names an unknown ``kid``
-(so the provider can rotate keys) but never more than once every few seconds.
-Every check a token must pass is here, with a precise reason when it fails.
+Metadata comes from the discovery document, whose ``issuer`` must be the configured
+one, and is cached. Signing keys come from the JWKS and are cached for
+``OIDC_JWKS_TTL_SECONDS`` (so a key the provider dropped stops being trusted), in
+each process and in the shared cache; a token naming an unknown ``kid``, or failing
+its signature under a known one (a key replaced under its old ``kid``), fetches them
+again at once, but at most once per ``OIDC_JWKS_MIN_REFETCH_SECONDS`` for all
+processes together. Every check a token must pass is here, with a precise reason
+when it fails.
 
 Whether the provider answers is known from every call made to it; when it has
 been silent for ``OIDC_PROVIDER_CHECK_SECONDS``, ``provider_check`` asks again
@@ -13,8 +17,10 @@ is down.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,13 +28,16 @@ from dataclasses import dataclass, field
 import jwt
 import requests
 from django.conf import settings
+from django.core.cache import cache as shared_cache
 
 from accounts.login import LoginRefused
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = ("RS256", "ES256")
 # ProConnect's assurance levels, weakest first; anything else is below eidas1.
 ACR_LEVELS = ("eidas1", "eidas2", "eidas3")
-JWKS_MIN_REFETCH_SECONDS = 5.0
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 
 
 @dataclass
@@ -38,8 +47,10 @@ class _ProviderCache:
     # When the provider last answered a call (not with a 5xx); 0 after a failure.
     answered_at: float = 0.0
     keys: dict = field(default_factory=dict)
-    # When each unknown kid last made us refetch the JWKS (one refetch per kid per window).
-    misses: dict = field(default_factory=dict)
+    # Wall-clock time (comparable across processes) of the JWKS fetch ``keys`` come from.
+    keys_at: float = 0.0
+    # This process's last refetch, for when the shared cache cannot be reached.
+    refetch_at: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -113,6 +124,18 @@ def http() -> _TimedSession:
     return _timed
 
 
+def expected_issuer() -> str:
+    """The issuer this service trusts: ``OIDC_OP_ISSUER``, else the discovery URL's base."""
+    if settings.OIDC_OP_ISSUER:
+        return settings.OIDC_OP_ISSUER
+    url = settings.OIDC_OP_DISCOVERY_URL
+    if not url.endswith(DISCOVERY_SUFFIX):
+        raise LoginRefused(
+            "provider_misconfigured", "set OIDC_OP_ISSUER: the discovery URL does not name it"
+        )
+    return url.removesuffix(DISCOVERY_SUFFIX)
+
+
 def _metadata_fetch(cache: _ProviderCache) -> dict:
     response = http().get(settings.OIDC_OP_DISCOVERY_URL, timeout=settings.OIDC_TIMEOUT)
     response.raise_for_status()
@@ -122,6 +145,17 @@ def _metadata_fetch(cache: _ProviderCache) -> dict:
     for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(metadata.get(key), str):
             raise LoginRefused("provider_misconfigured", f"discovery lacks {key}")
+    expected = expected_issuer()
+    if metadata["issuer"] != expected:
+        # Another provider's document (a wrong URL, a proxy, an attacker): none of its
+        # endpoints or keys may be used. Issuers are public, and repr() keeps a hostile
+        # value on one line.
+        logger.error(
+            "ProConnect discovery refused: its issuer %r is not the configured issuer %r",
+            metadata["issuer"][:200],
+            expected,
+        )
+        raise LoginRefused("provider_misconfigured", "discovery names another issuer")
     cache.metadata, cache.metadata_at = metadata, time.monotonic()
     return metadata
 
@@ -152,10 +186,7 @@ def provider_check() -> None:
         _metadata_fetch(cache)
 
 
-def _fetch_keys(cache: _ProviderCache) -> None:
-    response = http().get(provider_metadata()["jwks_uri"], timeout=settings.OIDC_TIMEOUT)
-    response.raise_for_status()
-    body = response.json()
+def _jwks_parse(body) -> dict:
     keys = {}
     for jwk in body.get("keys", []) if isinstance(body, dict) else []:
         if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig" or "kid" not in jwk:
@@ -164,23 +195,86 @@ def _fetch_keys(cache: _ProviderCache) -> None:
             keys[jwk["kid"]] = jwt.PyJWK(jwk)
         except jwt.PyJWTError:
             continue  # a key of a type we do not use
-    cache.keys = keys
+    return keys
 
 
-def signing_key(kid: str | None) -> jwt.PyJWK:
-    """The provider's key ``kid``, refetching the JWKS once if it is not known yet."""
+def _shared_key(name: str) -> str:
+    """A shared-cache key of this provider (its discovery URL, hashed)."""
+    url = settings.OIDC_OP_DISCOVERY_URL.encode()
+    return f"oidc:{name}:{hashlib.sha256(url).hexdigest()[:16]}"
+
+
+def _jwks_fetch(cache: _ProviderCache) -> None:
+    """Download the JWKS; the keys it lists replace every key known before."""
+    response = http().get(provider_metadata()["jwks_uri"], timeout=settings.OIDC_TIMEOUT)
+    response.raise_for_status()
+    body = response.json()
+    cache.keys, cache.keys_at = _jwks_parse(body), time.time()
+    try:
+        shared_cache.set(
+            _shared_key("jwks"),
+            {"at": cache.keys_at, "jwks": body},
+            timeout=settings.OIDC_JWKS_TTL_SECONDS,
+        )
+    except Exception:  # noqa: BLE001 - the shared copy only saves other processes a fetch
+        logger.warning("JWKS not shared: the cache cannot be reached")
+
+
+def _jwks_adopt_shared(cache: _ProviderCache) -> bool:
+    """Take the JWKS another process fetched after this one's, if it is still fresh."""
+    try:
+        shared = shared_cache.get(_shared_key("jwks"))
+    except Exception:  # noqa: BLE001 - no shared copy: this process fetches its own
+        return False
+    if not isinstance(shared, dict) or not isinstance(shared.get("at"), float):
+        return False
+    if shared["at"] <= cache.keys_at or time.time() - shared["at"] >= (
+        settings.OIDC_JWKS_TTL_SECONDS
+    ):
+        return False
+    cache.keys, cache.keys_at = _jwks_parse(shared["jwks"]), shared["at"]
+    return True
+
+
+def _jwks_refetch_allowed(cache: _ProviderCache) -> bool:
+    """Whether an unscheduled refetch may run now: one per window, for all processes.
+
+    Only the provider's own answers (through the token endpoint, over TLS) name a
+    ``kid``, but a provider in trouble must not make every login download its keys.
+    """
+    window = settings.OIDC_JWKS_MIN_REFETCH_SECONDS
+    try:
+        return bool(shared_cache.add(_shared_key("jwks-refetch"), 1, timeout=window))
+    except Exception:  # noqa: BLE001 - the cache is down: limit this process alone
+        now = time.monotonic()
+        if now - cache.refetch_at < window:
+            return False
+        cache.refetch_at = now
+        return True
+
+
+def signing_key(kid, *, failed: jwt.PyJWK | None = None) -> jwt.PyJWK:
+    """The provider's key ``kid``, from keys at most ``OIDC_JWKS_TTL_SECONDS`` old.
+
+    An unknown ``kid``, or ``failed`` (the key under that ``kid`` that a signature
+    did not match), fetches the JWKS again if no process did in the last
+    ``OIDC_JWKS_MIN_REFETCH_SECONDS``; then a ``kid`` the provider no longer lists is
+    refused.
+    """
+    if not isinstance(kid, str):
+        raise LoginRefused("unknown_key", "the token names no kid")
     cache = _cache()
     with cache.lock:
-        if kid in cache.keys:
-            return cache.keys[kid]
-        now = time.monotonic()
-        if not cache.keys or now - cache.misses.get(kid, -JWKS_MIN_REFETCH_SECONDS) >= (
-            JWKS_MIN_REFETCH_SECONDS
-        ):
-            cache.misses[kid] = now
-            if len(cache.misses) > 100:  # forget old misses; the window is short anyway
-                cache.misses = {kid: now}
-            _fetch_keys(cache)
+        stale = time.time() - cache.keys_at >= settings.OIDC_JWKS_TTL_SECONDS
+        fetched = stale and not _jwks_adopt_shared(cache)
+        if fetched:
+            _jwks_fetch(cache)
+        key = cache.keys.get(kid)
+        if key is not None and (failed is None or key is not failed):
+            return key
+        # The provider may have changed its keys since: maybe another process saw it.
+        if not fetched and not _jwks_adopt_shared(cache) and _jwks_refetch_allowed(cache):
+            _jwks_fetch(cache)
         if kid in cache.keys:
             return cache.keys[kid]
     raise LoginRefused("unknown_key", f"no key {kid!r} in the provider's JWKS")
@@ -209,15 +303,15 @@ def verify_signed_jwt(token: str, *, purpose: str, require: tuple[str, ...]) -> 
         raise LoginRefused("algorithm_refused", f"{purpose} signed with {algorithm!r}")
     key = signing_key(header.get("kid"))
     try:
-        return jwt.decode(
-            token,
-            key=key,
-            algorithms=[algorithm],
-            audience=settings.OIDC_RP_CLIENT_ID,
-            issuer=provider_metadata()["issuer"],
-            leeway=settings.OIDC_CLOCK_SKEW_SECONDS,
-            options={"require": list(require), "strict_aud": False},
-        )
+        try:
+            claims = _decode(token, key, algorithm, require)
+        except jwt.InvalidSignatureError:
+            # The provider may have replaced the key under this kid: refetch (rate
+            # limited) and try once more with what it lists now.
+            fresh = signing_key(header.get("kid"), failed=key)
+            if fresh is key:
+                raise
+            claims = _decode(token, fresh, algorithm, require)
     except jwt.ExpiredSignatureError as exc:
         raise LoginRefused("token_expired", purpose) from exc
     except jwt.InvalidAudienceError as exc:
@@ -228,6 +322,25 @@ def verify_signed_jwt(token: str, *, purpose: str, require: tuple[str, ...]) -> 
         raise LoginRefused("bad_signature", purpose) from exc
     except jwt.PyJWTError as exc:
         raise LoginRefused("invalid_token", f"{purpose}: {type(exc).__name__}") from exc
+    # OpenID Connect Core 3.1.3.7: the authorized party, when named, must be this client
+    # whatever the shape of ``aud``; with several audiences it must be named.
+    if "azp" in claims and claims["azp"] != settings.OIDC_RP_CLIENT_ID:
+        raise LoginRefused("wrong_audience", f"{purpose}: azp is not this client")
+    if isinstance(claims.get("aud"), list) and len(claims["aud"]) > 1 and "azp" not in claims:
+        raise LoginRefused("wrong_audience", f"{purpose}: several audiences and no azp")
+    return claims
+
+
+def _decode(token: str, key: jwt.PyJWK, algorithm: str, require: tuple[str, ...]) -> dict:
+    return jwt.decode(
+        token,
+        key=key,
+        algorithms=[algorithm],
+        audience=settings.OIDC_RP_CLIENT_ID,
+        issuer=provider_metadata()["issuer"],
+        leeway=settings.OIDC_CLOCK_SKEW_SECONDS,
+        options={"require": list(require), "strict_aud": False},
+    )
 
 
 def verify_id_token(id_token: str, *, nonce: str | None) -> dict:
@@ -235,9 +348,6 @@ def verify_id_token(id_token: str, *, nonce: str | None) -> dict:
     claims = verify_signed_jwt(
         id_token, purpose="ID token", require=("iss", "aud", "exp", "iat", "sub")
     )
-    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-    if len(audiences) > 1 and claims.get("azp") != settings.OIDC_RP_CLIENT_ID:
-        raise LoginRefused("wrong_audience", "several audiences and azp is not this client")
     if settings.OIDC_USE_NONCE and not (
         nonce
         and isinstance(claims.get("nonce"), str)
@@ -312,7 +422,14 @@ def provider_key_ids() -> set[str]:
         return set(cache.keys)
 
 
-def provider_cache_clear() -> None:
-    """Forget every provider's metadata and keys (after a configuration change)."""
+def provider_cache_clear(*, shared: bool = True) -> None:
+    """Forget every provider's metadata and keys (after a configuration change) in this
+    process, and with ``shared`` the configured provider's in the shared cache too."""
     with _caches_lock:
         _caches.clear()
+    if not shared:
+        return
+    try:
+        shared_cache.delete_many([_shared_key("jwks"), _shared_key("jwks-refetch")])
+    except Exception:  # noqa: BLE001 - nothing shared to forget
+        logger.warning("JWKS cache not cleared: the cache cannot be reached")

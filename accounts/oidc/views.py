@@ -74,6 +74,24 @@ REASONS = {
         _("ProConnect cannot be reached at the moment."),
         _("Please try again in a few minutes."),
     ),
+    "provider_misconfigured": (
+        _("The identity provider that answered is not the one this service trusts."),
+        _("The login was stopped. Please try again later; the service's team is alerted."),
+    ),
+    "ministry_conflict": (
+        _(
+            "ProConnect places you in one administration (by your establishment's SIRET) "
+            "but your email address belongs to another."
+        ),
+        _(
+            "Your account cannot be created while they disagree: ask your IT department "
+            "to correct your establishment or your address at your identity provider."
+        ),
+    ),
+    "email_domain_unknown": (
+        _("Your email address is not one of your administration's domains for this service."),
+        _("Your ministry's administrator can add your address's domain, or create your account."),
+    ),
 }
 SECURITY_REASON = (
     _("The login could not be verified and was stopped for your safety."),
@@ -81,8 +99,11 @@ SECURITY_REASON = (
 )
 
 
-def _refusal(request, reason: str, *, claims=None, detail: str = "", status: int = 403):
-    """End any session, audit the refusal, and say why in French."""
+def _refusal(
+    request, reason: str, *, claims=None, detail: str = "", status: int = 403, claimed=None
+):
+    """End any session, audit the refusal, and say why in French (naming the ministries
+    the claims named, when they disagreed: ``claimed``)."""
     if request.user.is_authenticated:
         auth.logout(request)
     LOGINS.labels(outcome="refused", reason=reason).inc()
@@ -94,9 +115,13 @@ def _refusal(request, reason: str, *, claims=None, detail: str = "", status: int
                 key=client_ip(request) or "unknown",
                 rate=settings.RATE_LIMIT_LOGIN_FAILURES,
             )
-    login_refusal_record(reason=reason, claims=claims, ip=client_ip(request), detail=detail)
+    login_refusal_record(
+        reason=reason, claims=claims, ip=client_ip(request), detail=detail, claimed=claimed
+    )
     title, advice = REASONS.get(reason, SECURITY_REASON)
     context = {"reason": reason, "message": title, "advice": advice, "title": title}
+    if claimed is not None:
+        context["siret_ministry"], context["domain_ministry"] = claimed.by_siret, claimed.by_domain
     if reason == "provider_unreachable":
         context["retry_url"] = reverse("oidc_authentication_init")
     response = render(request, "console/login_refused.html", context, status=status)
@@ -160,7 +185,10 @@ class ProConnectLoginView(OIDCAuthenticationRequestView):
             # Never send an agent to a provider that does not answer: say so here.
             provider.provider_check()
             self.OIDC_OP_AUTH_ENDPOINT = provider.provider_metadata()["authorization_endpoint"]
-        except (requests.RequestException, ValueError, LoginRefused) as exc:
+        except LoginRefused as exc:
+            # The provider answered, but not as the configured one (its issuer): refuse.
+            return _refusal(request, exc.reason, detail=exc.detail, status=502)
+        except (requests.RequestException, ValueError) as exc:
             return _provider_unreachable(request, "authorization", exc)
         return _server_timing(super().get(request), started)
 
@@ -216,7 +244,9 @@ class ProConnectCallbackView(OIDCAuthenticationCallbackView):
             response = self.login_success()
             LOGINS.labels(outcome="success", reason="").inc()
         except LoginRefused as exc:
-            return _refusal(request, exc.reason, claims=exc.claims, detail=exc.detail)
+            return _refusal(
+                request, exc.reason, claims=exc.claims, detail=exc.detail, claimed=exc.claimed
+            )
         except SuspiciousOperation as exc:
             return _refusal(request, "invalid_response", detail=str(exc)[:100], status=400)
         except requests.RequestException as exc:

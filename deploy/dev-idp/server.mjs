@@ -239,7 +239,13 @@ const server = http.createServer(async (req, res) => {
     }
     if (path === '/_dev/rotate-keys' && req.method === 'POST') {
       const dropOld = url.searchParams.get('drop_old') === '1';
-      signingKeys = [newSigningKey(), ...(dropOld ? [] : signingKeys.slice(0, 1))];
+      if (url.searchParams.get('same_kid') === '1') {
+        // A new key published under the current key's kid (which it replaces): what a
+        // provider that reuses kids does, and what a relying party must notice.
+        signingKeys = [{ ...newSigningKey(), kid: signingKeys[0].kid }, ...signingKeys.slice(1)];
+      } else {
+        signingKeys = [newSigningKey(), ...(dropOld ? [] : signingKeys.slice(0, 1))];
+      }
       start();
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end(JSON.stringify({ kids: signingKeys.map((k) => k.kid) }));

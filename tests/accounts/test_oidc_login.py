@@ -6,6 +6,8 @@ back-channel answers to the RP, as an attacker on that path would.
 """
 
 import base64
+import logging
+import time
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -23,6 +25,8 @@ from tests.factories import AgentFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 JEANNE = "jeanne.martin@alpha.gouv.fr"
 PAUL = "paul.durand@bravo.gouv.fr"
+TOM = "tom.transfuge@alpha.gouv.fr"  # Alpha's address, Bravo's SIRET
+LOU = "lou.agence@agence-bravo.fr"  # Bravo's SIRET, a domain no ministry declared
 
 
 def imported(ministry, email, **fields):
@@ -147,6 +151,107 @@ def test_everyone_else_is_refused_with_a_reason(rp, monkeypatch, settings, email
     assert set(Agent.objects.values_list("email", "sub", "is_active")) == agents_before
 
 
+# --- Claims naming two ministries ---------------------------------------------------------------
+
+
+def agents_snapshot():
+    return set(
+        Agent.objects.values_list(
+            "email", "ministry__code", "sub", "given_name", "usual_name", "organizational_unit"
+        )
+    )
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["jit", "imported"])
+def test_first_login_whose_siret_and_email_name_two_ministries_is_refused(rp, known):
+    """Alpha's address with Bravo's SIRET: neither created in Bravo (which allows
+    creation at first login) nor bound in Alpha; a page names both ministries, and
+    both ministries' trails hold the refusal."""
+    if known:
+        imported(rp.alpha, TOM)
+    before = agents_snapshot()
+    browser = rp.browser()
+    response = browser.login(TOM)
+    assert response.status_code == 403
+    assert 'data-reason="ministry_conflict"' in response.text
+    assert "votre adresse électronique appartient à une autre" in response.text
+    assert "Votre établissement (SIRET) relève de : Ministère Bravo" in response.text
+    assert "Votre adresse électronique relève de : Ministère Alpha" in response.text
+    assert not browser.logged_in()
+    assert agents_snapshot() == before
+    events = AuditEvent.objects.filter(action="auth.login_refused")
+    assert {e.ministry_id for e in events} == {rp.alpha.pk, rp.bravo.pk}
+    for event in events:
+        assert event.data["reason"] == "ministry_conflict"
+        assert (event.data["siret_ministry"], event.data["domain_ministry"]) == ("bravo", "alpha")
+        assert event.data["email"] == TOM
+    assert not AuditEvent.objects.exclude(action="auth.login_refused").exists()
+    assert audit_chain_verify().intact
+
+
+def test_first_login_with_an_address_outside_the_ministrys_domains_is_refused(rp):
+    """Bravo's SIRET alone never creates an agent whose address is not one of Bravo's
+    domains (every other way of creating an agent refuses it too)."""
+    browser = rp.browser()
+    response = browser.login(LOU)
+    assert_refused(browser, response, "email_domain_unknown")
+    assert "n’est pas l’un des domaines" in response.text
+    assert not Agent.objects.filter(email=LOU).exists()
+
+
+@pytest.mark.parametrize(
+    ("email", "names"),
+    [(TOM, ("bravo", "alpha")), (PAUL, ("bravo", "bravo"))],
+    ids=["siret", "siret-and-domain"],
+)
+def test_bound_agent_whose_claims_name_another_ministry_is_let_in_and_recorded(
+    rp, caplog, email, names
+):
+    """An agent of Alpha, already bound, whose claims now name Bravo logs in to Alpha;
+    the conflict is audited for both ministries and logged; names, unit and address
+    are not taken from those claims."""
+    caplog.set_level(logging.INFO)
+    agent = imported(
+        rp.alpha,
+        "tom.ancien@alpha.gouv.fr" if email == PAUL else email,
+        sub=h.SUB[email],
+        given_name="Old",
+        usual_name="Name",
+        organizational_unit="Alpha unit",
+    )
+    before = agents_snapshot()
+    browser = rp.browser()
+    response = browser.login(email)
+    assert response.url.endswith("/console/"), response.text[:300]
+    assert "Ministère Alpha" in response.text
+    assert agents_snapshot() == before
+    agent.refresh_from_db()
+    assert agent.ministry == rp.alpha and agent.last_login is not None
+    events = AuditEvent.objects.filter(action="auth.ministry_conflict")
+    assert {e.ministry_id for e in events} == {rp.alpha.pk, rp.bravo.pk}
+    for event in events:
+        assert event.object_id == str(agent.pk)
+        assert event.data == {
+            "siret_ministry": names[0],
+            "domain_ministry": names[1],
+            "agent_ministry": "alpha",
+            "outcome": "let_in",
+        }
+    assert AuditEvent.objects.filter(action="auth.login", object_id=str(agent.pk)).count() == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"Agent {agent.pk} of ministry alpha logged in with claims naming another" in (
+        "\n".join(warnings)
+    )
+    assert audit_chain_verify().intact
+
+
+def test_bound_agent_whose_claims_agree_leaves_no_conflict(rp):
+    """The usual login of a bound agent records no conflict."""
+    imported(rp.alpha, JEANNE, sub=h.SUB[JEANNE])
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    assert not AuditEvent.objects.filter(action="auth.ministry_conflict").exists()
+
+
 def test_deactivation_ends_open_sessions_at_once(rp):
     """Once deactivated, an agent's open console session is refused on the next request."""
     agent = imported(rp.alpha, JEANNE)
@@ -205,14 +310,116 @@ def test_logout_works_when_the_provider_is_unreachable(rp, settings):
 
 
 def test_key_rotation_is_followed(rp):
-    """After the IdP rotates its signing key, the next login verifies with the new key."""
+    """After the IdP rotates its signing key, the next login verifies with the new key,
+    and the key the IdP dropped is forgotten."""
     imported(rp.alpha, JEANNE)
     assert rp.browser().login(JEANNE).url.endswith("/console/")
+    old_kids = provider.provider_key_ids()
     kids = rp.idp.rotate_keys(drop_old=True)
     browser = rp.browser()
     response = browser.login(JEANNE)
     assert response.url.endswith("/console/"), response.text[:300]
-    assert kids[0] in provider.provider_key_ids()
+    assert provider.provider_key_ids() == {kids[0]}
+    assert old_kids.isdisjoint(provider.provider_key_ids())
+
+
+@pytest.mark.parametrize("refresh", ["ttl", "unknown_kid"])
+def test_a_key_the_provider_dropped_is_refused_after_a_refresh(rp, settings, refresh):
+    """A key the IdP published, then dropped (say, leaked), stops being trusted once
+    the keys are fetched again: when they are older than OIDC_JWKS_TTL_SECONDS, or
+    when a token names a kid not seen yet (a rotation)."""
+    imported(rp.alpha, JEANNE)
+    rp.mitm.trust_attacker_key()  # the IdP lists the key...
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    assert "attacker" in provider.provider_key_ids()
+    rp.mitm.rules.clear()  # ...then no more
+    if refresh == "ttl":
+        settings.OIDC_JWKS_TTL_SECONDS = 1
+        time.sleep(1.2)
+    else:
+        rp.idp.rotate_keys()
+        assert rp.browser().login(JEANNE).url.endswith("/console/")
+        assert "attacker" not in provider.provider_key_ids()
+    fetches = rp.mitm.jwks_fetches()
+    # Whoever holds the dropped key signs a token with it.
+    rp.mitm.rewrite_tokens(h.reforge(rp.mitm, _claims()))
+    browser = rp.browser()
+    assert_refused(browser, browser.login(JEANNE), "unknown_key")
+    assert "attacker" not in provider.provider_key_ids()
+    # TTL: the stale keys were fetched again. Rotation: just refetched, the window
+    # forbids another download for an unknown kid.
+    assert rp.mitm.jwks_fetches() == fetches + (1 if refresh == "ttl" else 0)
+
+
+def test_a_key_replaced_under_its_kid_is_picked_up(rp):
+    """The IdP publishes a new key under the old kid: the signature fails with the cached
+    key, the keys are fetched once more, and the login goes through."""
+    imported(rp.alpha, JEANNE)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    kid = rp.idp.rotate_keys(same_kid=True)[0]
+    assert kid in provider.provider_key_ids(), "the kid did not change"
+    assert rp.mitm.jwks_fetches() == 1
+    response = rp.browser().login(JEANNE)
+    assert response.url.endswith("/console/"), response.text[:300]
+    assert rp.mitm.jwks_fetches() == 2
+    assert refusals() == []
+
+
+def test_key_refetches_are_rate_limited_across_processes(rp, settings):
+    """At most one unscheduled JWKS download per window, whichever process asks: a
+    second replacement in the window fails until the window ends, then logins work."""
+    window = 6
+    settings.OIDC_JWKS_MIN_REFETCH_SECONDS = window
+    imported(rp.alpha, JEANNE)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    rp.idp.rotate_keys(same_kid=True)
+    started = time.monotonic()
+    assert rp.browser().login(JEANNE).url.endswith("/console/")  # the window's refetch
+    assert rp.mitm.jwks_fetches() == 2
+    rp.idp.rotate_keys(same_kid=True)
+    browser = rp.browser()
+    assert_refused(browser, browser.login(JEANNE), "bad_signature")
+    # Another process (its own memory, the same shared cache) takes the shared keys and
+    # does not download them for a kid it does not know either.
+    provider.provider_cache_clear(shared=False)
+    for kid in ("unknown-1", "unknown-2", "unknown-3"):
+        with pytest.raises(provider.LoginRefused) as refused:
+            provider.signing_key(kid)
+        assert refused.value.reason == "unknown_key"
+    assert rp.mitm.jwks_fetches() == 2
+    assert time.monotonic() - started < window, "too slow to test the window"
+    time.sleep(window - (time.monotonic() - started) + 0.2)
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
+    assert rp.mitm.jwks_fetches() == 3
+
+
+# --- Discovery -------------------------------------------------------------------------------
+
+
+def test_discovery_naming_another_issuer_is_refused(rp, caplog):
+    """A discovery document whose issuer is not the configured one is not used: the agent
+    is never sent to its endpoints, a page says so, and the log line names both issuers."""
+    caplog.set_level(logging.INFO)
+    imported(rp.alpha, JEANNE)
+
+    def other_issuer(real, method, url, **kwargs):
+        response = real(method, url, **kwargs)
+        body = {**response.json(), "issuer": "https://evil.example/api/v2\nforged line"}
+        return h.fake_response(response, json_body=body)
+
+    rp.mitm.on(lambda m, u: u.endswith("/.well-known/openid-configuration"), other_issuer)
+    browser = rp.browser()
+    response = browser.login(JEANNE)
+    assert_refused(browser, response, "provider_misconfigured", status=502)
+    assert response.url.startswith(browser.base), "the agent was sent to the provider"
+    assert rp.mitm.jwks_fetches() == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "accounts.oidc.provider"]
+    assert lines == [
+        "ProConnect discovery refused: its issuer 'https://evil.example/api/v2\\nforged line' "
+        f"is not the configured issuer '{rp.idp.issuer}'"
+    ]
+    assert rp.idp.client_secret not in "\n".join(r.getMessage() for r in caplog.records)
+    assert Agent.objects.get(email=JEANNE).sub is None
 
 
 # --- Refusals on tampered answers ---------------------------------------------------------------
@@ -241,6 +448,17 @@ def _claims(**changes):
     return change
 
 
+def _single_audience(**changes):
+    """``aud`` as one string (this client), then ``changes``."""
+
+    def change(claims):
+        if isinstance(claims["aud"], list):
+            claims["aud"] = claims["aud"][0]
+        claims.update(changes)
+
+    return change
+
+
 TAMPERING = {
     "bad_signature": lambda mitm: mitm.rewrite_tokens(_flip_signature),
     "algorithm_refused": lambda mitm: mitm.rewrite_tokens(_alg_none),
@@ -261,6 +479,16 @@ TAMPERING = {
         mitm.rewrite_tokens(h.reforge(mitm, _claims(nonce="x" * 48))),
     )[-1],
     "unknown_key": lambda mitm: mitm.rewrite_tokens(h.reforge(mitm, _claims())),
+    "single_audience_azp": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_tokens(h.reforge(mitm, _single_audience(azp="another-client"))),
+    )[-1],
+    "userinfo_foreign_azp": lambda mitm: (
+        mitm.trust_attacker_key(),
+        mitm.rewrite_userinfo(
+            lambda text: mitm.sign({**h.unverified(text), "azp": "another-client"})
+        ),
+    )[-1],
     "several_audiences": lambda mitm: (
         mitm.trust_attacker_key(),
         mitm.rewrite_tokens(h.reforge(mitm, lambda c: c.update(aud=[c["aud"], "another-client"]))),
@@ -282,6 +510,8 @@ TAMPERING = {
 EXPECTED = {
     "userinfo_bad_signature": "bad_signature",
     "several_audiences": "wrong_audience",
+    "single_audience_azp": "wrong_audience",
+    "userinfo_foreign_azp": "wrong_audience",
     "userinfo_wrong_audience": "wrong_audience",
 }
 
@@ -294,6 +524,15 @@ def test_tampered_answers_are_refused(rp, attack):
     browser = rp.browser()
     assert_refused(browser, browser.login(JEANNE), EXPECTED.get(attack, attack))
     assert Agent.objects.get(email=JEANNE).sub is None
+
+
+def test_azp_naming_this_client_is_accepted(rp):
+    """The azp check refuses other clients only: azp = this client with one audience
+    goes through (the forged signature is trusted here on purpose)."""
+    imported(rp.alpha, JEANNE)
+    rp.mitm.trust_attacker_key()
+    rp.mitm.rewrite_tokens(h.reforge(rp.mitm, _single_audience(azp=rp.idp.client_id)))
+    assert rp.browser().login(JEANNE).url.endswith("/console/")
 
 
 def test_state_mismatch_or_missing_is_refused(rp):

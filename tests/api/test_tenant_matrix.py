@@ -601,6 +601,20 @@ ROUTES: list[Probe] = [
         allowed="operator",
     ),
     P(
+        "console/ministeres/<slug:code>/annuaire/",
+        "get",
+        "/console/ministeres/bravo/annuaire/",
+        "302 403 403 302 403 302 403 302 | 200",
+    ),
+    P(
+        "console/ministeres/<slug:code>/annuaire/",
+        "post",
+        "/console/ministeres/bravo/annuaire/",
+        "302 403 403 302 403 302 403 302 | 302",
+        body=lambda s: {"action": "revoke", "token": str(s.directory_token_b.pk)},
+        kind="multipart",
+    ),
+    P(
         "console/reunions/",
         "get",
         "/console/reunions/",

@@ -160,6 +160,20 @@ def test_rotated_key_signs_new_id_tokens(dev_idp):
     _verify(dev_idp, token)
 
 
+def test_key_replaced_under_the_same_kid(dev_idp):
+    """/_dev/rotate-keys?same_kid=1 publishes a new key under the signing kid: new ID
+    tokens keep the kid but no longer verify with the key published before."""
+    before = {key.key_id: key for key in dev_idp.jwks().keys}
+    kids = dev_idp.rotate_keys(same_kid=True)
+    assert kids[0] in before
+    assert [key.key_id for key in dev_idp.jwks().keys] == kids
+    token = _login(dev_idp, "agent1@intradef.gouv.fr")["tokens"]["id_token"]
+    assert jwt.get_unverified_header(token)["kid"] == kids[0]
+    _verify(dev_idp, token)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, before[kids[0]], algorithms=["RS256"], audience=dev_idp.client_id)
+
+
 def test_prompt_none_without_session_is_login_required(dev_idp):
     """prompt=none with no IdP session comes back to the RP with error=login_required."""
     url = _authorize_url(dev_idp, prompt="none", state="xyz-state")

@@ -129,7 +129,27 @@ def test_discovery_documents(scim_a):
     assert {USER, ENTERPRISE, GROUP} <= ids
     user_schema = send(scim_a, "get", f"Schemas/{USER}").json()
     names = {a["name"] for a in user_schema["attributes"]}
-    assert names == {"userName", "name", "displayName", "active", "emails", "groups"}
+    assert names == {
+        "userName",
+        "name",
+        "displayName",
+        "title",
+        "preferredLanguage",
+        "active",
+        "emails",
+        "groups",
+    }
+    # Derived from the names and from userName: published read-only, so that a generic
+    # client does not write them independently (directories' writes are accepted).
+    mutability = {a["name"]: a["mutability"] for a in user_schema["attributes"]}
+    assert mutability["displayName"] == mutability["emails"] == "readOnly"
+    assert mutability["title"] == mutability["userName"] == "readWrite"
+    enterprise = send(scim_a, "get", f"Schemas/{ENTERPRISE}").json()
+    assert {a["name"] for a in enterprise["attributes"]} == {
+        "employeeNumber",
+        "department",
+        "manager",
+    }
     assert send(scim_a, "get", "Schemas/urn:nope").status_code == 404
 
 
@@ -143,8 +163,9 @@ def test_no_token_bad_token_revoked_token(world, scim_a):
     assert anonymous.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
     wrong = send(Client(HTTP_AUTHORIZATION="Bearer scim_nope"), "get", "Users")
     assert wrong.status_code == 401
-    # Issuing a new token revokes the previous one.
-    scim_client(world.a)
+    # Issuing a new token without overlap revokes the previous one (rotation with an
+    # overlap: test_directory_tokens.py).
+    directory_token_issue(actor=Actor.system("tests"), ministry=world.a, overlap_days=0)
     assert send(scim_a, "get", "Users").status_code == 401
     assert DirectoryToken.objects.filter(ministry=world.a, revoked_at__isnull=True).count() == 1
 
@@ -154,7 +175,7 @@ def test_suspended_ministry_directory_is_refused(world, scim_a):
     world.a.save()
     response = send(scim_a, "get", "Users")
     assert response.status_code == 403
-    assert "suspended" in response.json()["detail"]
+    assert "suspend" in response.json()["detail"]  # suspended, suspendu
 
 
 def test_directory_token_is_not_an_api_token_and_the_reverse(world, scim_a):
@@ -371,9 +392,7 @@ def test_patch_paths_and_groups_membership(world, scim_a):
     assert (agent.given_name, agent.organizational_unit, agent.external_id) == ("Anne", "SG", "X1")
     readonly = {
         "schemas": [PATCH],
-        "Operations": [
-            {"op": "replace", "path": "emails", "value": [{"value": "x@alpha.gouv.fr"}]}
-        ],
+        "Operations": [{"op": "replace", "path": "groups", "value": [{"value": "x"}]}],
     }
     refused = send(scim_a, "patch", f"Users/{agent.pk}", readonly)
     assert refused.status_code == 400 and refused.json()["scimType"] == "mutability"
@@ -454,7 +473,7 @@ def _query(params):
 @pytest.mark.parametrize(
     ("expression", "scim_type"),
     [
-        ('title eq "x"', "invalidFilter"),
+        ('nickName eq "x"', "invalidFilter"),
         ("userName eq", "invalidFilter"),
         ('userName zz "x"', "invalidFilter"),
         ('((userName eq "x"', "invalidFilter"),
@@ -557,15 +576,24 @@ def test_wrong_patch_and_unknown_routes(world, scim_a):
     url = f"Users/{world.agent_a.pk}"
     bad_op = {"schemas": [PATCH], "Operations": [{"op": "explode", "path": "active"}]}
     assert send(scim_a, "patch", url, bad_op).status_code == 400
-    no_target = {
+    bad_path = {
         "schemas": [PATCH],
-        "Operations": [{"op": "replace", "path": "nickName", "value": "x"}],
+        "Operations": [{"op": "replace", "path": "name[[.x", "value": "x"}],
     }
-    response = send(scim_a, "patch", url, no_target)
+    response = send(scim_a, "patch", url, bad_path)
     assert response.status_code == 400 and response.json()["scimType"] in (
         "invalidPath",
         "noTarget",
     )
+    # An attribute the service does not keep (Okta's nickName) is accepted and dropped.
+    etag = send(scim_a, "get", url)["ETag"]
+    ignored = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "nickName", "value": "x"}],
+    }
+    response = send(scim_a, "patch", url, ignored)
+    assert response.status_code == 200 and "nickName" not in response.json()
+    assert response["ETag"] == etag
     assert send(scim_a, "get", "Nope").status_code == 404
     assert send(scim_a, "get", "Users/not-a-uuid").status_code == 404
     assert send(scim_a, "post", "Users", "{}", CONTENT_TYPE="text/plain").status_code == 400
@@ -599,3 +627,44 @@ def test_concurrent_directory_creations_never_overbook(world):
         t.join()
     assert sorted(statuses) == [201, 201] + [409] * 6
     assert Agent.objects.filter(ministry=world.a, is_active=True).count() == pool.seats
+
+
+def test_a_bad_attributes_parameter_is_refused_before_any_write(world, scim_a):
+    """POST, PATCH and PUT check every part of the request before writing: a bad
+    ``attributes`` answers 400 and nothing is written (PATCH and PUT used to write)."""
+    url = f"Users/{world.agent_a.pk}"
+    before = world.agent_a.usual_name
+    events = AuditEvent.objects.count()
+    patch = {
+        "schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "name.familyName", "value": "Neuf"}],
+    }
+    for method, body in (("patch", patch), ("put", new_user(world.agent_a.email))):
+        refused = send(scim_a, method, f"{url}?attributes=name[", body)
+        assert refused.status_code == 400, refused.content
+        assert refused.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+        world.agent_a.refresh_from_db()
+        assert world.agent_a.usual_name == before
+    assert AuditEvent.objects.count() == events
+    refused = send(scim_a, "post", "Users?attributes=name[", new_user("neuf@alpha.gouv.fr"))
+    assert refused.status_code == 400
+    assert not Agent.objects.filter(email="neuf@alpha.gouv.fr").exists()
+    created = send(scim_a, "post", "Users?attributes=userName", new_user("neuf@alpha.gouv.fr"))
+    assert created.status_code == 201 and "name" not in created.json()
+    assert created.json()["userName"] == "neuf@alpha.gouv.fr"
+
+
+def test_active_may_be_left_out(world, scim_a):
+    """A new agent is active; a replacement without it keeps the agent's state."""
+    created = send(scim_a, "post", "Users", {"schemas": [USER], "userName": "sans@alpha.gouv.fr"})
+    assert created.status_code == 201 and created.json()["active"] is True
+    url = f"Users/{created.json()['id']}"
+    off = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
+    assert send(scim_a, "patch", url, off).json()["active"] is False
+    body = {"schemas": [USER], "userName": "sans@alpha.gouv.fr", "name": {"givenName": "Sans"}}
+    replaced = send(scim_a, "put", url, body)
+    assert replaced.status_code == 200 and replaced.json()["active"] is False
+    # It cannot be removed: an agent always has a state.
+    remove = {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "active"}]}
+    refused = send(scim_a, "patch", url, remove)
+    assert refused.status_code == 400 and refused.json()["scimType"] == "mutability"

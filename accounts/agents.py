@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.access import access_for, require_admin
+from accounts.identifiers import validate_agent_email
 from accounts.ministries import email_domain_check
 from accounts.models import Agent, ApiToken, Ministry, RoleGrant
 from audit.actor import Actor
@@ -50,27 +51,77 @@ AGENT_FIELDS = (
 )
 
 
+def _deleted() -> ValidationError:
+    """A deleted agent's address and login binding are gone until their erasure: the
+    directory creates them anew rather than bringing the row back."""
+    return ValidationError(
+        {"agent": _("This agent was deleted by the directory: they cannot come back.")}
+    )
+
+
+def _email_taken() -> ValidationError:
+    return ValidationError(
+        {"email": ValidationError(_("An agent with this email already exists."), code="unique")}
+    )
+
+
+def _external_id_taken() -> ValidationError:
+    return ValidationError(
+        {
+            "external_id": ValidationError(
+                _("Another agent of this ministry has this directory identifier."),
+                code="unique",
+            )
+        }
+    )
+
+
+# A concurrent write that passed the checks too is stopped by the database: its
+# constraint says which value was taken (the code "unique" lets SCIM answer 409).
+UNIQUE_CONSTRAINTS = {
+    "accounts_agent_email_key": _email_taken,
+    "agent_external_id_unique_per_ministry": _external_id_taken,
+}
+
+
+def _save_unique(agent: Agent, **kwargs) -> None:
+    """Save ``agent``; a uniqueness constraint broken by a concurrent write becomes
+    the same ValidationError as the check before it."""
+    try:
+        with transaction.atomic():
+            agent.save(**kwargs)
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        if constraint in UNIQUE_CONSTRAINTS:
+            raise UNIQUE_CONSTRAINTS[constraint]() from exc
+        raise
+
+
 def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
     email = (email or "").strip().lower()
+    try:
+        validate_agent_email(email)
+    except ValidationError as exc:
+        raise ValidationError({"email": exc}) from exc
     email_domain_check(ministry, email)
-    clash = Agent.objects.filter(email__iexact=email)
+    clash = Agent.objects.filter(email=email)
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
     if clash.exists():
-        raise ValidationError({"email": _("An agent with this email already exists.")})
+        raise _email_taken()
     return email
 
 
 def _check_external_id(ministry: Ministry, external_id: str, exclude_pk=None) -> None:
     if not external_id:
         return
-    clash = Agent.objects.filter(ministry=ministry, external_id=external_id)
+    clash = Agent.objects.filter(
+        ministry=ministry, external_id=external_id, deleted_at__isnull=True
+    )
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
     if clash.exists():
-        raise ValidationError(
-            {"external_id": _("Another agent of this ministry has this directory identifier.")}
-        )
+        raise _external_id_taken()
 
 
 @transaction.atomic
@@ -92,11 +143,7 @@ def agent_create(
         **{k: v for k, v in fields.items() if k in AGENT_FIELDS},
     )
     agent.set_unusable_password()
-    try:
-        with transaction.atomic():
-            agent.save(force_insert=True)
-    except IntegrityError as exc:
-        raise ValidationError({"email": _("An agent with this email already exists.")}) from exc
+    _save_unique(agent, force_insert=True)
     audit_record(
         actor=actor,
         action="agent.create",
@@ -114,6 +161,8 @@ def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
         Agent.objects.select_for_update(of=("self",)).select_related("ministry").get(pk=agent.pk)
     )
     _require_agent_admin(actor, agent)
+    if agent.deleted_at is not None:
+        raise _deleted()
     # Only a new value is checked (a directory resends what we hold at every sync).
     if fields.get("email", agent.email) != agent.email:
         fields["email"] = _check_agent_email(agent.ministry, fields["email"], exclude_pk=agent.pk)
@@ -121,7 +170,7 @@ def agent_update(*, actor: Actor, agent: Agent, **fields) -> Agent:
         _check_external_id(agent.ministry, fields["external_id"], exclude_pk=agent.pk)
     changes = fields_apply(agent, fields, allowed=(*AGENT_FIELDS, "email"))
     if changes:  # a directory sending what we hold already changes nothing
-        agent.save()
+        _save_unique(agent)
         audit_record(
             actor=actor,
             action="agent.update",
@@ -171,6 +220,8 @@ def agent_reactivate(*, actor: Actor, agent: Agent) -> Agent:
     _require_agent_admin(actor, agent)
     if agent.is_active:
         return agent
+    if agent.deleted_at is not None:
+        raise _deleted()
     if agent.ministry_id is not None:
         seat_reserve(ministry=agent.ministry)
     agent.is_active = True

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from accounts.access import access_for, require_admin, require_operator
+from accounts.identifiers import validate_agent_email
 from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry, PendingRoleGrant, Role, RoleGrant
 from audit.actor import Actor
@@ -119,6 +120,10 @@ def role_grant_invite(
     at their first login."""
     _check_grant_rights(actor, role, ministry)
     email = email.strip().lower()
+    try:
+        validate_agent_email(email)
+    except ValidationError as exc:
+        raise ValidationError({"email": exc.messages}) from exc
     if ministry is not None:
         email_domain_check(ministry, email)
     existing = Agent.objects.filter(email=email).first()

@@ -51,3 +51,27 @@ def validate_email_domain(value: str) -> None:
             code="domain_format",
             params={"value": value},
         )
+
+
+# An agent's address: a dot-atom local part (letters, accented ones included as
+# RFC 6531 allows, digits and . _ % + ' -, no leading, trailing or doubled dot) at
+# a lower-case ASCII DNS name. Stricter than
+# RFC 5321 on purpose: no quoted local part, no IP literal, no comment, no second
+# "@", no markup or control character, nothing a mail system would read otherwise.
+EMAIL_LOCAL_RE = re.compile(r"^(?!\.)(?!.*\.\.)[\w.%+'-]{1,64}(?<!\.)$")
+EMAIL_MAX_LENGTH = 254
+
+
+def validate_agent_email(value: str) -> None:
+    """The one email syntax check of the service, for the API, the CSV import, SCIM
+    and the ProConnect login: ``local@domain`` as described above, at most 254
+    characters."""
+    local, at, domain = value.rpartition("@") if isinstance(value, str) else ("", "", "")
+    valid = (
+        at
+        and len(value) <= EMAIL_MAX_LENGTH
+        and EMAIL_LOCAL_RE.fullmatch(local)
+        and DOMAIN_RE.fullmatch(domain.lower())
+    )
+    if not valid:
+        raise ValidationError(_("This is not a valid email address."), code="email_format")

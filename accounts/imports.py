@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.access import require_admin
+from accounts.identifiers import validate_agent_email
 from accounts.import_csv import FIELDS, ImportPlan, RowOutcome, control_character, decode, parse
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
@@ -52,7 +52,7 @@ def _check_row(values: dict, domains: set[str]) -> tuple[str, str] | None:
             return name, _("Contains a control character (U+%(code)04X).") % {"code": ord(char)}
     email = values.get("email", "").lower()
     try:
-        validate_email(email)
+        validate_agent_email(email)
     except ValidationError:
         return "email", _("“%(email)s” is not an email address.") % {"email": email}
     if email.rpartition("@")[2] not in domains:
@@ -102,7 +102,9 @@ def agent_import_plan(
     ids = [i for i in ids if "\x00" not in i]
     id_owner = {
         a.external_id: a.email
-        for a in _in_batches(Agent.objects.filter(ministry=ministry), "external_id", ids)
+        for a in _in_batches(
+            Agent.objects.filter(ministry=ministry, deleted_at__isnull=True), "external_id", ids
+        )
     }
     seen: dict[str, int] = {}
     seen_ids: dict[str, int] = {}

@@ -27,10 +27,12 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Value
 from django.utils import timezone
 
+from accounts.identifiers import validate_agent_email
 from accounts.models import (
     Agent,
     Ministry,
@@ -192,6 +194,10 @@ def agent_login(*, claims: dict, ip: str | None = None) -> Agent:
     email = str(claims.get("email") or "").strip().lower()
     if not isinstance(sub, str) or not sub or not email or "@" not in email:
         raise LoginRefused("claims_missing", "sub and email are required", claims)
+    try:
+        validate_agent_email(email)
+    except ValidationError as exc:
+        raise LoginRefused("claims_missing", "email is not a valid address", claims) from exc
     # A bound agent's sub never changes: the usual login reads it without a lock,
     # outside the (short) writing transaction.
     agent = Agent.objects.select_related("ministry").filter(sub=sub).first()

@@ -14,7 +14,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from accounts.identifiers import validate_siren
+from accounts.identifiers import validate_agent_email, validate_siren
 from accounts.ministries import ministry_identifiers_check, residency_tags_clean, rollout_goal_clean
 from accounts.models import Ministry
 
@@ -129,7 +129,7 @@ class AdminsForm(DsfrForm):
         for email in _split(self.cleaned_data["admins"]):
             email = email.lower()
             try:
-                forms.EmailField().clean(email)
+                validate_agent_email(email)
             except ValidationError as exc:
                 raise ValidationError(
                     _("“%(email)s” is not an email address.") % {"email": email}

@@ -13,6 +13,7 @@ from datetime import datetime
 from uuid import UUID
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 from pydantic import ValidationError as PydanticValidationError
 from scim2_models import Context, Error, InvalidFilterException, SearchRequest
 from scim2_models.path import (
@@ -92,10 +93,65 @@ ORDER_LOOKUPS = {
 }
 
 
+# A directory's filter is a probe (``userName eq "…"``) or a handful of terms; these
+# bounds keep a hostile one from costing seconds of parsing and SQL planning.
+MAX_FILTER_LENGTH = 4096
+MAX_FILTER_NESTING = 16
+MAX_FILTER_TERMS = 50
+
+
+def filter_text_check(text) -> None:
+    """Refuse, before parsing, a filter longer than MAX_FILTER_LENGTH characters or
+    nested (parentheses, brackets) deeper than MAX_FILTER_NESTING."""
+    if not isinstance(text, str):
+        return  # the model's validation says what is wrong with it
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidFilterException(
+            detail=_("A filter is limited to %(n)s characters.") % {"n": MAX_FILTER_LENGTH}
+        )
+    depth, quoted, escaped = 0, False, False
+    for char in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+            continue
+        if char == '"':
+            quoted = True
+        elif char in "([":
+            depth += 1
+            if depth > MAX_FILTER_NESTING:
+                raise InvalidFilterException(
+                    detail=_("A filter is limited to %(n)s nested levels.")
+                    % {"n": MAX_FILTER_NESTING}
+                )
+        elif char in ")]":
+            depth -= 1
+
+
+def _terms(node: FilterNode) -> int:
+    count, stack = 0, [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, LogicalExpr):
+            stack.extend(node.terms)
+        elif isinstance(node, Not):
+            stack.append(node.expr)
+        elif isinstance(node, ValuePath):
+            stack.append(node.val_filter)
+        else:
+            count += 1
+    return count
+
+
 def filter_compile(text: str, resource: str) -> Q:
     """Parse ``text`` as the endpoint does (a SearchRequest's filter) and compile it;
     any filter that cannot run raises ``InvalidFilterException`` saying why."""
     model = {"user": UserWithExtension, "group": Group}[resource]
+    filter_text_check(text)
     try:
         search = SearchRequest[model].model_validate(
             {"filter": text}, scim_ctx=Context.SEARCH_REQUEST
@@ -107,13 +163,19 @@ def filter_compile(text: str, resource: str) -> Q:
 
 def compile_filter(node: FilterNode, resource: str) -> Q:
     """Return the ``Q`` selecting the rows ``node`` matches (``resource``: user/group)."""
+    if _terms(node) > MAX_FILTER_TERMS:
+        raise InvalidFilterException(
+            detail=_("A filter is limited to %(n)s comparisons.") % {"n": MAX_FILTER_TERMS}
+        )
     schemas, columns = SCHEMAS[resource]
     return _compile(node, lambda path: _column(path, schemas, columns, prefix=None))
 
 
 def _column(path: AttrPath, schemas, columns, prefix: str | None) -> Column:
     if path.uri and path.uri.lower() not in schemas:
-        raise InvalidFilterException(detail=f"Unknown schema in filter: {path.uri}")
+        raise InvalidFilterException(
+            detail=_("Unknown schema in filter: %(uri)s") % {"uri": path.uri}
+        )
     name = path.attr.lower()
     if prefix:
         name = f"{prefix}.{name}"
@@ -121,7 +183,9 @@ def _column(path: AttrPath, schemas, columns, prefix: str | None) -> Column:
         name = f"{name}.{path.sub_attr.lower()}"
     column = columns.get(name)
     if column is None:
-        raise InvalidFilterException(detail=f"Filtering on “{path}” is not supported.")
+        raise InvalidFilterException(
+            detail=_("Filtering on “%(path)s” is not supported.") % {"path": path}
+        )
     return column
 
 
@@ -139,7 +203,9 @@ def _compile(node: FilterNode, resolve: Callable[[AttrPath], Column]) -> Q:
 
         def inner(path: AttrPath) -> Column:
             if path.sub_attr or path.uri:
-                raise InvalidFilterException(detail=f"Unsupported path in “{node}”.")
+                raise InvalidFilterException(
+                    detail=_("Unsupported path in “%(node)s”.") % {"node": node}
+                )
             return resolve(AttrPath(attr=outer.attr, sub_attr=path.attr, uri=outer.uri))
 
         return _compile(node.val_filter, inner)
@@ -147,7 +213,9 @@ def _compile(node: FilterNode, resolve: Callable[[AttrPath], Column]) -> Q:
         return _present(resolve(node.attr_path))
     if isinstance(node, Comparison):
         return _comparison(resolve(node.attr_path), node)
-    raise InvalidFilterException(detail=f"Unsupported filter expression: {node}")
+    raise InvalidFilterException(
+        detail=_("Unsupported filter expression: %(node)s") % {"node": node}
+    )
 
 
 def _present(column: Column) -> Q:
@@ -168,12 +236,15 @@ def _comparison(column: Column, node: Comparison) -> Q:
     if column.kind == "bool":
         if op != CompareOperator.eq or not isinstance(value, bool):
             raise InvalidFilterException(
-                detail=f"“{node.attr_path}” is a boolean: only eq true/false applies."
+                detail=_("“%(path)s” is a boolean: only eq true/false applies.")
+                % {"path": node.attr_path}
             )
         return Q(**{column.field: value})
     if column.kind == "id":
         if op != CompareOperator.eq or not isinstance(value, str):
-            raise InvalidFilterException(detail=f"“{node.attr_path}” only supports eq.")
+            raise InvalidFilterException(
+                detail=_("“%(path)s” only supports eq.") % {"path": node.attr_path}
+            )
         try:
             return Q(**{column.field: UUID(value)})
         except ValueError:
@@ -181,23 +252,27 @@ def _comparison(column: Column, node: Comparison) -> Q:
     if column.kind == "datetime":
         if op not in ORDER_LOOKUPS and op != CompareOperator.eq:
             raise InvalidFilterException(
-                detail=f"“{node.attr_path}” is a date-time: use eq, gt, ge, lt or le."
+                detail=_("“%(path)s” is a date-time: use eq, gt, ge, lt or le.")
+                % {"path": node.attr_path}
             )
         try:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError as exc:
-            raise InvalidFilterException(detail=f"“{value}” is not an RFC 3339 date-time.") from exc
+            raise InvalidFilterException(
+                detail=_("“%(value)s” is not an RFC 3339 date-time.") % {"value": value}
+            ) from exc
         lookup = ORDER_LOOKUPS.get(op, "exact")
         return Q(**{f"{column.field}__{lookup}": moment})
     # strings
     if not isinstance(value, str):
         raise InvalidFilterException(
-            detail=f"“{node.attr_path}” is a string: compare it with a quoted value."
+            detail=_("“%(path)s” is a string: compare it with a quoted value.")
+            % {"path": node.attr_path}
         )
     if "\x00" in value:
         # No stored string holds one, and PostgreSQL refuses it in any query.
         raise InvalidFilterException(
-            detail=f"The value compared with “{node.attr_path}” holds NUL."
+            detail=_("The value compared with “%(path)s” holds NUL.") % {"path": node.attr_path}
         )
     if op in ORDER_LOOKUPS:
         lookup = ORDER_LOOKUPS[op]

@@ -6,6 +6,7 @@ drift apart: a resource read back after a write shows what was written.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from scim2_models import InvalidValueException
 
 from accounts.models import Agent
@@ -78,7 +79,7 @@ def agent_email(user: UserWithExtension, current: str | None = None) -> str:
     still carry the old address. Two different new addresses are refused."""
     user_name = (user.user_name or "").strip().lower()
     if not user_name or "@" not in user_name:
-        raise InvalidValueException(detail="userName must be the agent's professional email.")
+        raise InvalidValueException(detail=_("userName must be the agent's professional email."))
     work = _work_email(user)
     if work is None or work == user_name:
         return user_name
@@ -87,8 +88,11 @@ def agent_email(user: UserWithExtension, current: str | None = None) -> str:
     if current is not None and work == current:
         return user_name
     raise InvalidValueException(
-        detail=f'emails[type eq "work"].value “{work}” must be the same address as '
-        f"userName “{user_name}”: an agent has one professional email."
+        detail=_(
+            'emails[type eq "work"].value “%(work)s” must be the same address as '
+            "userName “%(user_name)s”: an agent has one professional email."
+        )
+        % {"work": work, "user_name": user_name}
     )
 
 
@@ -139,11 +143,11 @@ def group_resource(group: DirectoryGroup, base: str) -> Group:
 def group_fields(group: Group) -> dict:
     """What a SCIM Group asks of its directory group, as the services' keyword arguments."""
     if not (group.display_name or "").strip():
-        raise InvalidValueException(detail="displayName is required.")
+        raise InvalidValueException(detail=_("displayName is required."))
     members = []
     for member in group.members or []:
         if member.type not in (None, "User"):
-            raise InvalidValueException(detail="Groups hold users only, not other groups.")
+            raise InvalidValueException(detail=_("Groups hold users only, not other groups."))
         members.append(member.value)
     return {
         "display_name": group.display_name.strip(),

@@ -17,14 +17,14 @@ from django.db import transaction
 from django.db.models import Prefetch, Value
 from django.db.models.functions import Concat, Trim
 from django.http import HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import ValidationError as PydanticValidationError
 from scim2_models import (
     AuthenticationScheme,
     Bulk,
     ChangePassword,
     Context,
-    Error,
     ETag,
     Filter,
     ForbiddenException,
@@ -45,16 +45,18 @@ from scim2_models import (
 
 from accounts.models import Agent
 from scim import services
-from scim.filters import compile_filter
+from scim.filters import compile_filter, filter_text_check
 from scim.mapping import agent_data, group_fields, group_resource, user_resource
 from scim.models import DirectoryGroup
 from scim.protocol import (
+    answer_language,
+    apply_patch,
     base_url,
     check_if_match,
+    empty_response,
     error_response,
     json_response,
     list_response,
-    method_not_allowed,
     not_modified,
     request_body,
     response_parameters,
@@ -64,6 +66,7 @@ from scim.protocol import (
 from scim.resources import POLICY, EnterpriseUser, Group, UserWithExtension, user_schema
 
 MAX_RESULTS = 200
+MAX_INDEX = 2**31 - 1
 DEFAULT_COUNT = 100
 
 
@@ -117,14 +120,12 @@ def _located(resource, location: str):
 
 def _no_filter(request) -> None:
     if "filter" in request.GET:
-        raise ForbiddenException(detail="Discovery endpoints cannot be filtered.")
+        raise ForbiddenException(detail=_("Discovery endpoints cannot be filtered."))
 
 
 @scim_endpoint
 def service_provider_config(request, token, actor):
     """``GET /ServiceProviderConfig``: the features a directory may rely on."""
-    if request.method != "GET":
-        return method_not_allowed(request)
     _no_filter(request)
     location = f"{base_url(request)}/ServiceProviderConfig"
     return json_response(_located(config(), location).model_dump())
@@ -133,13 +134,11 @@ def service_provider_config(request, token, actor):
 @scim_endpoint
 def resource_types(request, token, actor, type_id=None):
     """``GET /ResourceTypes[/<id>]``: User and Group, where they live, their schemas."""
-    if request.method != "GET":
-        return method_not_allowed(request)
     _no_filter(request)
     base = f"{base_url(request)}/ResourceTypes"
     if type_id is not None:
         if type_id not in RESOURCE_TYPES:
-            raise NotFoundException(detail=f"Unknown resource type “{type_id}”.")
+            raise NotFoundException(detail=_("Unknown resource type “%(id)s”.") % {"id": type_id})
         return json_response(_located(RESOURCE_TYPES[type_id], f"{base}/{type_id}").model_dump())
     items = [_located(rt, f"{base}/{name}").model_dump() for name, rt in RESOURCE_TYPES.items()]
     return json_response(list_response(items, len(items), 1))
@@ -148,13 +147,11 @@ def resource_types(request, token, actor, type_id=None):
 @scim_endpoint
 def schemas(request, token, actor, schema_id=None):
     """``GET /Schemas[/<id>]``: the attributes of each resource and message we serve."""
-    if request.method != "GET":
-        return method_not_allowed(request)
     _no_filter(request)
     base = f"{base_url(request)}/Schemas"
     if schema_id is not None:
         if schema_id not in SCHEMAS:
-            raise NotFoundException(detail=f"Unknown schema “{schema_id}”.")
+            raise NotFoundException(detail=_("Unknown schema “%(id)s”.") % {"id": schema_id})
         return json_response(_located(SCHEMAS[schema_id], f"{base}/{schema_id}").model_dump())
     items = [_located(s, f"{base}/{sid}").model_dump() for sid, s in SCHEMAS.items()]
     return json_response(list_response(items, len(items), 1))
@@ -163,7 +160,12 @@ def schemas(request, token, actor, schema_id=None):
 @csrf_exempt
 def not_found(request, rest=""):
     """Any other path: a SCIM 404 body (not Django's page), before any authentication."""
-    return error_response(NotFoundException(detail=f"Nothing at /scim/v2/{rest}."))
+    with translation.override(answer_language(request)):
+        response = error_response(
+            NotFoundException(detail=_("Nothing at /scim/v2/%(path)s.") % {"path": rest})
+        )
+        response["Content-Language"] = translation.get_language()
+    return response
 
 
 # -- Users and Groups -------------------------------------------------------------
@@ -179,7 +181,7 @@ class Kind:
         """The rows of the token's ministry, with what their resources show prefetched."""
         if self.name == "User":
             return (
-                Agent.objects.filter(ministry_id=token.ministry_id, erase_after__isnull=True)
+                Agent.objects.filter(ministry_id=token.ministry_id, deleted_at__isnull=True)
                 .select_related("ministry")
                 .annotate(display_name=Trim(Concat("given_name", Value(" "), "usual_name")))
                 .prefetch_related(
@@ -190,7 +192,7 @@ class Kind:
                 )
             )
         return DirectoryGroup.objects.filter(ministry_id=token.ministry_id).prefetch_related(
-            Prefetch("members", queryset=Agent.objects.only("id"))
+            Prefetch("members", queryset=Agent.objects.filter(deleted_at__isnull=True).only("id"))
         )
 
     def to_resource(self, row, base):
@@ -209,7 +211,9 @@ class Kind:
             rows = rows.select_for_update(of=("self",))
         row = rows.filter(pk=pk).first() if pk else None
         if row is None:
-            raise NotFoundException(detail=f"{self.name} “{resource_id}” not found.")
+            raise NotFoundException(
+                detail=_("%(kind)s “%(id)s” not found.") % {"kind": self.name, "id": resource_id}
+            )
         return row
 
 
@@ -217,17 +221,35 @@ USER = Kind("User", UserWithExtension, "user")
 GROUP = Kind("Group", Group, "group")
 
 
+def _page(search) -> tuple[int, int]:
+    """startIndex and count as RFC 7644 §3.4.2.4 reads them (below 1 is 1, a negative
+    count is 0, count at most MAX_RESULTS); one past any possible row is refused."""
+    for name, value in (("startIndex", search.start_index), ("count", search.count)):
+        if value is not None and value > MAX_INDEX:
+            raise InvalidValueException(
+                detail=_("%(attribute)s must be at most %(n)s.")
+                % {"attribute": name, "n": MAX_INDEX}
+            )
+    start = max(search.start_index or 1, 1)
+    count = DEFAULT_COUNT if search.count is None else max(min(search.count, MAX_RESULTS), 0)
+    return start, count
+
+
+def _search_request(model, payload: dict):
+    filter_text_check(payload.get("filter"))
+    return validate(SearchRequest[model], payload, Context.SEARCH_REQUEST)
+
+
 def _search(request, token, kind: Kind, payload: dict) -> HttpResponse:
-    search = validate(SearchRequest[kind.model], payload, Context.SEARCH_REQUEST)
+    search = _search_request(kind.model, payload)
     if search.sort_by is not None:
-        raise NotImplementedException(detail="Sorting is not supported.")
+        raise NotImplementedException(detail=_("Sorting is not supported."))
     queryset = kind.queryset(token)
     if search.filter is not None:
         queryset = queryset.filter(compile_filter(search.filter.ast, kind.filter_name))
         if "." in str(search.filter) or "[" in str(search.filter):
             queryset = queryset.distinct()
-    start = max(search.start_index or 1, 1)
-    count = DEFAULT_COUNT if search.count is None else max(min(search.count, MAX_RESULTS), 0)
+    start, count = _page(search)
     total = queryset.count()
     rows = list(queryset.order_by("created_at", "pk")[start - 1 : start - 1 + count])
     base = base_url(request)
@@ -244,9 +266,9 @@ def _root_search(request, token, payload: dict) -> HttpResponse:
     """``POST /.search`` across Users and Groups (RFC 7644 §3.4.3): an attribute one
     type lacks evaluates to false for it; one that neither has is an invalid filter."""
     model = Union[USER.model, GROUP.model]  # noqa: UP007
-    search = validate(SearchRequest[model], payload, Context.SEARCH_REQUEST)
+    search = _search_request(model, payload)
     if search.sort_by is not None:
-        raise NotImplementedException(detail="Sorting is not supported.")
+        raise NotImplementedException(detail=_("Sorting is not supported."))
     querysets, refusals = [], []
     for kind in (USER, GROUP):
         queryset = kind.queryset(token)
@@ -261,8 +283,7 @@ def _root_search(request, token, payload: dict) -> HttpResponse:
         querysets.append((kind, queryset.order_by("created_at", "pk")))
     if not querysets:
         raise refusals[0]
-    start = max(search.start_index or 1, 1)
-    count = DEFAULT_COUNT if search.count is None else max(min(search.count, MAX_RESULTS), 0)
+    start, count = _page(search)
     base, total, dumped = base_url(request), 0, []
     offset = start - 1
     for kind, queryset in querysets:
@@ -279,14 +300,12 @@ def _root_search(request, token, payload: dict) -> HttpResponse:
     return json_response(list_response(dumped, total, start))
 
 
-@scim_endpoint
+@scim_endpoint(allow=("POST",))
 def root_search(request, token, actor):
     """``POST /.search``: one search across Users and Groups."""
-    if request.method != "POST":
-        return method_not_allowed(request)
     payload = request_body(request)
     if not isinstance(payload, dict):
-        raise InvalidSyntaxException(detail="The body must be a SearchRequest object.")
+        raise InvalidSyntaxException(detail=_("The body must be a SearchRequest object."))
     return _root_search(request, token, payload)
 
 
@@ -318,12 +337,10 @@ def _resource_response(request, kind, row, status=200, parameters=None) -> HttpR
 
 
 def _collection(kind: Kind):
-    @scim_endpoint
+    @scim_endpoint(allow=("GET", "POST"))
     def view(request, token, actor):
         if request.method == "GET":
             return _search(request, token, kind, _query_dict(request))
-        if request.method != "POST":
-            return method_not_allowed(request)
         parameters = response_parameters(kind.model, request.GET)  # checked before writing
         payload = request_body(request)
         if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
@@ -341,13 +358,11 @@ def _collection(kind: Kind):
 
 
 def _search_view(kind: Kind):
-    @scim_endpoint
+    @scim_endpoint(allow=("POST",))
     def view(request, token, actor):
-        if request.method != "POST":
-            return method_not_allowed(request)
         payload = request_body(request)
         if not isinstance(payload, dict):
-            raise InvalidSyntaxException(detail="The body must be a SearchRequest object.")
+            raise InvalidSyntaxException(detail=_("The body must be a SearchRequest object."))
         return _search(request, token, kind, payload)
 
     return view
@@ -377,28 +392,23 @@ def _removal_values(payload):
     return payload
 
 
-def _patched(patch, resource) -> bool:
-    """Apply a PATCH to the resource; a value the schema refuses is answered as for a
-    POST (“String should have at most 128 characters: title”), not as pydantic's
-    raw multi-line report, which scim2-models puts in the detail."""
-    try:
-        return patch.patch(resource, scim_policy=POLICY)
-    except SCIMException as exc:
-        if isinstance(exc.__cause__, PydanticValidationError):
-            error = Error.from_validation_errors(exc.__cause__)[0]
-            raise InvalidValueException(detail=error.detail) from exc
-        raise
-
-
 def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
-    """PUT or PATCH: one transaction, the row locked from read to write, and every
-    part of the request (body, ``attributes``) validated before anything is written."""
+    """PUT, PATCH or DELETE: one transaction, the row locked from read to write (so
+    If-Match is compared with a version no concurrent write can change before this
+    one commits), and every part of the request (body, ``attributes``) validated
+    before anything is written."""
     parameters = response_parameters(kind.model, request.GET)
-    payload = request_body(request)
+    payload = request_body(request) if request.method != "DELETE" else None
     with transaction.atomic():
         row = kind.get(token, resource_id, lock=True)
         current = kind.to_resource(row, base_url(request))
         check_if_match(request, current.meta.version)
+        if request.method == "DELETE":
+            if kind is USER:
+                services.user_delete(actor=actor, agent=row)
+            else:
+                services.group_delete(actor=actor, group=row)
+            return empty_response(204)
         if request.method == "PUT":
             if kind is USER and isinstance(payload, dict) and payload.get("active") is None:
                 payload["active"] = row.is_active  # left out: the agent's state is kept
@@ -408,7 +418,7 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
             # scim2-models drops the read-only id of a replacement: read it raw.
             given = payload.get("id")
             if given is not None and str(given).lower() != str(row.pk):
-                raise InvalidValueException(detail="The id in the body is not this resource's.")
+                raise InvalidValueException(detail=_("The id in the body is not this resource's."))
             _apply(actor, kind, row, replacement)
         else:
             patch = validate(
@@ -417,7 +427,7 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
                 Context.RESOURCE_PATCH_REQUEST,
                 POLICY,
             )
-            if _patched(patch, current):
+            if apply_patch(patch, current, scim_policy=POLICY):
                 _apply(actor, kind, row, current)
     row = kind.get(token, row.pk)
     if request.method == "PATCH" and kind is GROUP and not _asks_attributes(request):
@@ -425,7 +435,7 @@ def _write(request, token, actor, kind: Kind, resource_id) -> HttpResponse:
         # each membership change); RFC 7644 §3.5.2 allows it. The ETag still tells
         # the new version.
         resource = kind.to_resource(row, base_url(request))
-        return HttpResponse(status=204, headers={"ETag": resource.meta.version})
+        return empty_response(204, {"ETag": resource.meta.version})
     return _resource_response(request, kind, row, parameters=parameters)
 
 
@@ -434,25 +444,16 @@ def _asks_attributes(request) -> bool:
 
 
 def _item(kind: Kind):
-    @scim_endpoint
+    @scim_endpoint(allow=("GET", "PUT", "PATCH", "DELETE"))
     def view(request, token, actor, resource_id):
-        if request.method in ("PUT", "PATCH"):
+        if request.method != "GET":
             return _write(request, token, actor, kind, resource_id)
         row = kind.get(token, resource_id)
         current = kind.to_resource(row, base_url(request))
-        if request.method == "GET":
-            if not_modified(request, current.meta.version):
-                return HttpResponse(status=304, headers={"ETag": current.meta.version})
-            parameters = response_parameters(kind.model, request.GET)
-            return _resource_response(request, kind, row, parameters=parameters)
-        if request.method == "DELETE":
-            check_if_match(request, current.meta.version)
-            if kind is USER:
-                services.user_delete(actor=actor, agent=row)
-            else:
-                services.group_delete(actor=actor, group=row)
-            return HttpResponse(status=204)
-        return method_not_allowed(request)
+        if not_modified(request, current.meta.version):
+            return empty_response(304, {"ETag": current.meta.version})
+        parameters = response_parameters(kind.model, request.GET)
+        return _resource_response(request, kind, row, parameters=parameters)
 
     return view
 

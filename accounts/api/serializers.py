@@ -110,6 +110,8 @@ class AgentSerializer(serializers.ModelSerializer):
             "organizational_unit",
             "is_active",
             "deactivated_at",
+            "deleted_at",
+            "erase_after",
             "sub",
             "created_at",
             "updated_at",
@@ -120,9 +122,9 @@ class AgentSerializer(serializers.ModelSerializer):
     def get_abilities(self, obj) -> dict[str, bool]:
         can = _access(self).can_admin(obj.ministry_id)
         return {
-            "update": can,
+            "update": can and obj.deleted_at is None,
             "deactivate": can and obj.is_active,
-            "reactivate": can and not obj.is_active,
+            "reactivate": can and not obj.is_active and obj.deleted_at is None,
         }
 
 

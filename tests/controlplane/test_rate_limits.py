@@ -192,12 +192,23 @@ def test_scim_is_limited_per_directory_token_with_a_scim_error(world, settings):
     assert scim_b.get("/scim/v2/Users").status_code == 200
 
 
-def test_scim_without_a_token_is_limited_per_address(world, settings):
-    """Requests without a bearer count against their address, not anyone's token."""
+def test_scim_without_a_valid_token_is_limited_per_address(
+    world, settings, django_assert_num_queries
+):
+    """Requests without a bearer, or with one that does not authenticate (made up,
+    malformed), all count against their address: inventing tokens buys no bucket,
+    and past the limit costs no query. A token that authenticated keeps its own."""
     settings.RATE_LIMIT_SCIM = Rate(2, 60)
+    directory = scim_client(world.a)
+    assert directory.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 200
     anonymous = Client()
-    for _ in range(2):
-        assert anonymous.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 401
-    assert anonymous.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 429
+    assert anonymous.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 401
+    made_up = Client(HTTP_AUTHORIZATION="Bearer scim_made-up-value")
+    assert made_up.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 401
+    for value in ("scim_another-made-up-value", "x" * 500, "scim_\u00e9"):
+        flood = Client(HTTP_AUTHORIZATION=f"Bearer {value}")
+        with django_assert_num_queries(0):
+            refused = flood.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30")
+        assert refused.status_code == 429
     assert anonymous.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.31").status_code == 401
-    assert scim_client(world.a).get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 200
+    assert directory.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 200

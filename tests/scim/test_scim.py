@@ -333,31 +333,46 @@ def test_create_inactive_takes_no_seat(world, scim_a):
     assert not Agent.objects.get(email="parti@alpha.gouv.fr").is_active
 
 
-def test_delete_deactivates_schedules_erasure_and_recreate_restores(world, scim_a):
+def test_delete_deactivates_schedules_erasure_and_recreate_is_new(world, scim_a):
     world.a.retention_days = 30
     world.a.save()
     agent = world.agent_a
+    email, external_id = agent.email, "dir-42"
+    Agent.objects.filter(pk=agent.pk).update(sub="sub-of-agent-a", external_id=external_id)
     assert send(scim_a, "delete", f"Users/{agent.pk}").status_code == 204
     agent.refresh_from_db()
-    assert not agent.is_active
+    assert not agent.is_active and agent.deleted_at is not None
+    # The address moves aside and the login binding is gone: nothing of the deleted
+    # row can clash with, or be reached by, the same person coming back.
+    assert (agent.email, agent.deleted_email) == (f"deleted-{agent.pk}@invalid", email)
+    assert agent.sub is None
     expected = timezone.now() + timedelta(days=30)
     assert abs((agent.erase_after - expected).total_seconds()) < 60
     assert send(scim_a, "get", f"Users/{agent.pk}").status_code == 404
     assert send(scim_a, "delete", f"Users/{agent.pk}").status_code == 404
     # Nothing is erased before its date...
     assert agents_erase_due(actor=Actor.system("tests")) == 0
-    # ...the directory may bring the agent back meanwhile (same row, history kept)...
-    again = send(scim_a, "post", "Users", new_user(agent.email))
-    assert again.status_code == 201 and again.json()["id"] == str(agent.pk)
-    agent.refresh_from_db()
-    assert agent.is_active and agent.erase_after is None
-    # ...and once the date is past, personal data is gone for good.
-    send(scim_a, "delete", f"Users/{agent.pk}")
+    # ...re-creating the userName and externalId gives a new resource...
+    again = send(scim_a, "post", "Users", new_user(email, externalId=external_id))
+    assert again.status_code == 201, again.json()
+    assert again.json()["id"] != str(agent.pk)
+    assert Agent.objects.get(email=email).pk != agent.pk
+    # ...and once the date is past, the deleted row's personal data is gone for good.
     assert agents_erase_due(actor=Actor.system("tests"), now=expected + timedelta(days=1)) == 1
     agent.refresh_from_db()
-    assert agent.email == f"erased-{agent.pk}@invalid"
-    assert (agent.given_name, agent.usual_name, agent.sub) == ("", "", None)
+    assert agent.email == f"deleted-{agent.pk}@invalid"
+    assert (agent.deleted_email, agent.external_id, agent.given_name, agent.usual_name) == (
+        "",
+        "",
+        "",
+        "",
+    )
+    assert agent.sub is None and agent.deleted_at is not None and agent.erase_after is None
     assert AuditEvent.objects.filter(action="agent.erase", object_id=str(agent.pk)).exists()
+    # Erased, it stays gone for the directory.
+    assert send(scim_a, "get", f"Users/{agent.pk}").status_code == 404
+    listed = send(scim_a, "get", "Users?count=200").json()["Resources"]
+    assert str(agent.pk) not in {r["id"] for r in listed}
 
 
 def test_patch_paths_and_groups_membership(world, scim_a):
@@ -489,7 +504,11 @@ def test_pagination_and_search_endpoint(directory):
     resource = search.json()["Resources"][0]
     assert resource["userName"] == "anne.durand@alpha.gouv.fr" and "name" not in resource
     root = send(
-        directory, "post", ".search", {"schemas": [SEARCH], "filter": 'displayName sw "Anne"'}
+        directory,
+        "post",
+        ".search",
+        # The full name: the factories' random first names may start with "Anne" too.
+        {"schemas": [SEARCH], "filter": 'displayName sw "Anne Dur"'},
     )
     assert root.json()["totalResults"] == 1
 

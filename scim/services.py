@@ -172,14 +172,32 @@ def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
         )
         returning.refresh_from_db()
         return user_replace(actor=actor, agent=returning, data=data)
-    _check_unique(ministry, data)
-    return agent_create(
-        actor=actor,
-        ministry=ministry,
-        email=data.email,
-        is_active=data.active is not False,
-        **data.fields(),
-    )
+    # agent_create checks the domain first and lets the unique constraints refuse a
+    # taken userName or externalId: checking them here too would run them twice.
+    try:
+        return agent_create(
+            actor=actor,
+            ministry=ministry,
+            email=data.email,
+            is_active=data.active is not False,
+            **data.fields(),
+        )
+    except ValidationError as exc:
+        conflict = _conflict(exc, data)
+        if conflict is None:
+            raise
+        raise conflict from exc
+
+
+def _conflict(exc: ValidationError, data: AgentData) -> Conflict | None:
+    """A value agent_create found taken (code ``unique``) as a 409 naming the SCIM
+    attribute; None for any other refusal."""
+    errors = getattr(exc, "error_dict", {})
+    if any(e.code == "unique" for e in errors.get("email", [])):
+        return Conflict(f"userName “{data.email}” is already taken.")
+    if any(e.code == "unique" for e in errors.get("external_id", [])):
+        return Conflict(f"externalId “{data.external_id}” is already taken.")
+    return None
 
 
 @transaction.atomic

@@ -152,26 +152,19 @@ def _check_unique(ministry: Ministry, data: AgentData, exclude_pk=None) -> None:
             raise Conflict(f"externalId “{data.external_id}” is already taken.")
 
 
-@transaction.atomic
 def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
     """Create an agent; an agent this directory deleted (awaiting erasure) with the same
-    userName comes back instead, with its history."""
+    userName comes back instead, with its history.
+
+    No transaction of its own: agent_create is the creation's transaction (rather
+    than a savepoint inside this one), and bringing an agent back is another."""
     returning = (
-        Agent.objects.select_for_update()
-        .filter(ministry=ministry, email=data.email, erase_after__isnull=False)
+        Agent.objects.filter(ministry=ministry, email=data.email, erase_after__isnull=False)
+        .values_list("pk", flat=True)
         .first()
     )
     if returning is not None:
-        Agent.objects.filter(pk=returning.pk).update(erase_after=None)
-        audit_record(
-            actor=actor,
-            action="agent.erasure_cancel",
-            target=returning,
-            ministry_id=ministry.pk,
-            data={"reason": "recreated by the directory"},
-        )
-        returning.refresh_from_db()
-        return user_replace(actor=actor, agent=returning, data=data)
+        return _user_bring_back(actor=actor, pk=returning, data=data)
     # agent_create checks the domain first and lets the unique constraints refuse a
     # taken userName or externalId: checking them here too would run them twice.
     try:
@@ -187,6 +180,23 @@ def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
         if conflict is None:
             raise
         raise conflict from exc
+
+
+@transaction.atomic
+def _user_bring_back(*, actor: Actor, pk, data: AgentData) -> Agent:
+    """The deleted agent ``pk`` is re-created by its directory: erasure cancelled, then
+    every attribute set as for a replacement."""
+    returning = Agent.objects.select_for_update().get(pk=pk)
+    Agent.objects.filter(pk=pk).update(erase_after=None)
+    audit_record(
+        actor=actor,
+        action="agent.erasure_cancel",
+        target=returning,
+        ministry_id=returning.ministry_id,
+        data={"reason": "recreated by the directory"},
+    )
+    returning.refresh_from_db()
+    return user_replace(actor=actor, agent=returning, data=data)
 
 
 def _conflict(exc: ValidationError, data: AgentData) -> Conflict | None:

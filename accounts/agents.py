@@ -8,7 +8,9 @@ beyond that ministry is managed by operators only. An active agent holds a seat
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -124,6 +126,25 @@ def _check_external_id(ministry: Ministry, external_id: str, exclude_pk=None) ->
         raise _external_id_taken()
 
 
+def _insert_unless_taken(agent: Agent) -> str | None:
+    """Insert a new agent unless its email or directory identifier is taken, in one
+    statement (``INSERT … ON CONFLICT DO NOTHING RETURNING``): the constraints stop
+    concurrent writers too, and the transaction stays usable. Returns the field
+    whose value is taken (asked only then), or None once inserted."""
+    query = InsertQuery(Agent, on_conflict=OnConflict.IGNORE)
+    query.insert_values(Agent._meta.concrete_fields, [agent])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [Agent._meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = cursor.fetchone() is not None
+    if inserted:
+        agent._state.adding, agent._state.db = False, connection.alias
+        return None
+    return "email" if Agent.objects.filter(email=agent.email).exists() else "external_id"
+
+
 @transaction.atomic
 def agent_create(
     *, actor: Actor, ministry: Ministry, email: str, is_active: bool = True, **fields
@@ -131,10 +152,12 @@ def agent_create(
     """Provision an agent in a ministry (its admins, or an operator). An active agent
     takes a seat; one created inactive (a directory may push leavers) takes none."""
     require_admin(actor, ministry.pk)
-    email = _check_agent_email(ministry, email)
-    _check_external_id(ministry, fields.get("external_id", ""))
-    if is_active:
-        seat_reserve(ministry=ministry)
+    email = (email or "").strip().lower()
+    try:
+        validate_agent_email(email)
+    except ValidationError as exc:
+        raise ValidationError({"email": exc}) from exc
+    email_domain_check(ministry, email)
     agent = Agent(
         email=email,
         ministry=ministry,
@@ -143,7 +166,15 @@ def agent_create(
         **{k: v for k, v in fields.items() if k in AGENT_FIELDS},
     )
     agent.set_unusable_password()
-    _save_unique(agent, force_insert=True)
+    # The unique constraints decide, with no check before and no savepoint; the
+    # insert comes before the pool's lock, which is then held for less time.
+    taken = _insert_unless_taken(agent)
+    if taken == "email":
+        raise _email_taken()
+    if taken == "external_id":
+        raise _external_id_taken()
+    if is_active:
+        seat_reserve(ministry=ministry, count=0)  # the new agent is counted already
     audit_record(
         actor=actor,
         action="agent.create",

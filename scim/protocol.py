@@ -420,7 +420,7 @@ def _admit(request):
     """Rate-limit and authenticate: a known token spends its own bucket; everything
     else is checked against its address's bucket and spends it when refused, so
     inventing bearer values buys nothing and costs no query past the limit."""
-    rate = settings.RATE_LIMIT_SCIM
+    rate, failures = settings.RATE_LIMIT_SCIM, settings.RATE_LIMIT_SCIM_FAILURES
     clear = _bearer(request)
     known_key = _known_key(clear)
     known = bool(known_key and _cache("get", known_key))
@@ -428,13 +428,13 @@ def _admit(request):
     if known:
         rate_limit_hit("scim", key=f"token:{known_key}", rate=rate)
     else:
-        rate_limit_check("scim", key=address, rate=rate)
+        rate_limit_check("scim", key=address, rate=failures)
     try:
         token, actor = _authenticate(request)
     except SCIMException:
         if known:
             _cache("delete", known_key)
-        rate_limit_hit("scim", key=address, rate=rate)
+        rate_limit_hit("scim", key=address, rate=failures)
         raise
     if not known:
         _cache("set", known_key, 1, KNOWN_TOKEN_SECONDS)

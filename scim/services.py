@@ -195,12 +195,15 @@ def _uniqueness(data: AgentData):
         raise
 
 
-@transaction.atomic
 def user_create(*, actor: Actor, ministry: Ministry, data: AgentData) -> Agent:
     """Create an agent. A userName this directory deleted before is free again and
     gives a new resource: a deleted agent is gone for the directory (RFC 7644 §3.6),
-    their row only waits for the erasure of its personal data."""
-    _check_unique(ministry, data)
+    their row only waits for the erasure of its personal data.
+
+    No transaction of its own: agent_create is the creation's transaction, and it
+    checks the domain and lets the unique constraints refuse a taken userName or
+    externalId (checking them here too would run them twice)."""
+    _check_data(data)
     with _uniqueness(data):
         return agent_create(
             actor=actor,

@@ -184,8 +184,10 @@ def directory_token_authenticate(clear: str) -> DirectoryToken:
         )
     if token.ministry.state == Ministry.State.SUSPENDED:
         raise PermissionDenied(_("This ministry is suspended: its directory sync is stopped."))
-    # Record use at most once a minute: one conditional UPDATE, no write per request.
-    DirectoryToken.objects.filter(pk=token.pk).exclude(
-        last_used_at__gt=now - timedelta(minutes=1)
-    ).update(last_used_at=now)
+    # Record use at most once a minute: no statement at all while the recorded use is
+    # recent, and a conditional UPDATE (one writer wins) when it is not.
+    if token.last_used_at is None or token.last_used_at <= now - timedelta(minutes=1):
+        DirectoryToken.objects.filter(pk=token.pk).exclude(
+            last_used_at__gt=now - timedelta(minutes=1)
+        ).update(last_used_at=now)
     return token

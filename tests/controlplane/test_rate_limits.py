@@ -198,7 +198,7 @@ def test_scim_without_a_valid_token_is_limited_per_address(
     """Requests without a bearer, or with one that does not authenticate (made up,
     malformed), all count against their address: inventing tokens buys no bucket,
     and past the limit costs no query. A token that authenticated keeps its own."""
-    settings.RATE_LIMIT_SCIM = Rate(2, 60)
+    settings.RATE_LIMIT_SCIM_FAILURES = Rate(2, 60)
     directory = scim_client(world.a)
     assert directory.get("/scim/v2/Users", REMOTE_ADDR="192.0.2.30").status_code == 200
     anonymous = Client()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
 from accounts.grants import LastAdmin
@@ -226,9 +227,12 @@ def test_last_use_is_written_at_most_once_a_minute(world):
     users(clear)
     token.refresh_from_db()
     first = token.last_used_at
-    users(clear)
+    with CaptureQueriesContext(connection) as queries:
+        users(clear)
     token.refresh_from_db()
     assert token.last_used_at == first
+    # Not even a conditional UPDATE: a recent use costs no statement.
+    assert not [q for q in queries if 'UPDATE "scim_directorytoken"' in q["sql"]]
     DirectoryToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
     users(clear)
     token.refresh_from_db()

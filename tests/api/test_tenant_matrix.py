@@ -524,7 +524,7 @@ ROUTES: list[Probe] = [
         for method, body, ok in [
             ("get", None, 200),
             ("put", scim_group, 200),
-            ("patch", scim_patch, 200),
+            ("patch", scim_patch, 204),  # a group PATCH answers 204 (Entra's shape)
             ("delete", None, 204),
         ]
     ],

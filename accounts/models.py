@@ -146,9 +146,13 @@ class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
     external_id = models.CharField(_("directory identifier"), max_length=255, blank=True)
     organizational_unit = models.CharField(_("organisational unit"), max_length=255, blank=True)
     # Kept from the ministry's directory (SCIM core and enterprise attributes).
-    title = models.CharField(_("job title"), max_length=128, blank=True)
-    preferred_language = models.CharField(_("preferred language"), max_length=35, blank=True)
-    employee_number = models.CharField(_("employee number"), max_length=64, blank=True)
+    title = models.CharField(_("job title"), max_length=128, blank=True, default="", db_default="")
+    preferred_language = models.CharField(
+        _("preferred language"), max_length=35, blank=True, default="", db_default=""
+    )
+    employee_number = models.CharField(
+        _("employee number"), max_length=64, blank=True, default="", db_default=""
+    )
     manager = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -170,7 +174,9 @@ class Agent(BaseModel, AbstractBaseUser, PermissionsMixin):
     # clash): their address moves to deleted_email (erased with the rest after the
     # retention) and email holds a placeholder, so the address is free again.
     deleted_at = models.DateTimeField(_("deleted by the directory at"), null=True, blank=True)
-    deleted_email = models.EmailField(_("email before deletion"), max_length=254, blank=True)
+    deleted_email = models.EmailField(
+        _("email before deletion"), max_length=254, blank=True, default="", db_default=""
+    )
 
     objects = AgentManager()
 

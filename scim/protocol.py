@@ -28,6 +28,7 @@ from scim2_models import (
     Context,
     Error,
     ForbiddenException,
+    InvalidFilterException,
     InvalidSyntaxException,
     InvalidValueException,
     Meta,
@@ -228,9 +229,11 @@ def _check_tree(payload: Any) -> None:
 
 def _check_text(text: str, where: str, pattern=CONTROL_CHARACTERS) -> None:
     if pattern.search(text):
-        raise InvalidValueException(
-            detail=_("“%(attribute)s” holds a control character.") % {"attribute": where or "body"}
-        )
+        detail = _("“%(attribute)s” holds a control character.") % {"attribute": where or "body"}
+        if where == "filter":
+            # A search body's filter is refused as the same filter in a query is.
+            raise InvalidFilterException(detail=detail)
+        raise InvalidValueException(detail=detail)
 
 
 def request_body(request) -> Any:

@@ -336,7 +336,7 @@ def scim_client(world):
         'externalId eq "\\u0000"',
         "userName eq",
         '(userName eq "x"',
-        'title eq "boss"',
+        'nickName eq "boss"',
         'meta.created gt "not a date"',
         'active eq "yes"',
         'emails[value co "@" and type eq]',

@@ -99,13 +99,19 @@ def _save_unique(agent: Agent, **kwargs) -> None:
         raise
 
 
-def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
+def _email_allowed(ministry: Ministry, email: str) -> str:
+    """The address lower-cased, once its syntax and the ministry's domains allow it."""
     email = (email or "").strip().lower()
     try:
         validate_agent_email(email)
     except ValidationError as exc:
         raise ValidationError({"email": exc}) from exc
     email_domain_check(ministry, email)
+    return email
+
+
+def _check_agent_email(ministry: Ministry, email: str, exclude_pk=None) -> str:
+    email = _email_allowed(ministry, email)
     clash = Agent.objects.filter(email=email)
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
@@ -152,12 +158,7 @@ def agent_create(
     """Provision an agent in a ministry (its admins, or an operator). An active agent
     takes a seat; one created inactive (a directory may push leavers) takes none."""
     require_admin(actor, ministry.pk)
-    email = (email or "").strip().lower()
-    try:
-        validate_agent_email(email)
-    except ValidationError as exc:
-        raise ValidationError({"email": exc}) from exc
-    email_domain_check(ministry, email)
+    email = _email_allowed(ministry, email)
     agent = Agent(
         email=email,
         ministry=ministry,

@@ -25,7 +25,6 @@ from accounts.access import require_admin
 from accounts.agents import agent_create, agent_deactivate, agent_reactivate, agent_update
 from accounts.grants import last_admin_check
 from accounts.identifiers import validate_agent_email
-from accounts.ministries import email_domain_check
 from accounts.models import Agent, Ministry
 from audit.actor import Actor
 from audit.services import audit_record
@@ -85,9 +84,7 @@ def _manager(ministry: Ministry, raw: str, agent: Agent | None) -> UUID | None:
         raise ValidationError(_("manager cannot be the agent itself."))
     if (
         pk is None
-        or not Agent.objects.filter(
-            pk=pk, ministry=ministry, erase_after__isnull=True, deleted_at__isnull=True
-        ).exists()
+        or not Agent.objects.filter(pk=pk, ministry=ministry, deleted_at__isnull=True).exists()
     ):
         raise ValidationError(
             _("manager “%(value)s” is not a user of this directory.") % {"value": raw}
@@ -153,28 +150,6 @@ def _check_data(data: AgentData) -> None:
         ) from exc
 
 
-def _check_unique(ministry: Ministry, data: AgentData, exclude_pk=None) -> None:
-    _check_data(data)
-    # The domain rule first: an address outside the ministry's domains is refused
-    # without telling whether someone elsewhere holds it.
-    email_domain_check(ministry, data.email)
-    clash = Agent.objects.filter(email=data.email)
-    if exclude_pk:
-        clash = clash.exclude(pk=exclude_pk)
-    if clash.exists():
-        raise Conflict(_("userName “%(value)s” is already taken.") % {"value": data.email})
-    if data.external_id:
-        clash = Agent.objects.filter(
-            ministry=ministry, external_id=data.external_id, deleted_at__isnull=True
-        )
-        if exclude_pk:
-            clash = clash.exclude(pk=exclude_pk)
-        if clash.exists():
-            raise Conflict(
-                _("externalId “%(value)s” is already taken.") % {"value": data.external_id}
-            )
-
-
 UNIQUE_ATTRIBUTES = {"email": "userName", "external_id": "externalId"}
 
 
@@ -219,7 +194,9 @@ def user_replace(*, actor: Actor, agent: Agent, data: AgentData) -> Agent:
     """Set every directory attribute of an agent (PUT, and PATCH once applied)."""
     if data.active is False and agent.is_active:
         last_admin_check(agent=agent)  # 409 before anything is written
-    _check_unique(agent.ministry, data, exclude_pk=agent.pk)
+    # agent_update checks a new address (syntax, domain) and externalId, and the
+    # constraints stop a concurrent taker: _uniqueness answers both as 409.
+    _check_data(data)
     # Leaving first frees a seat before anything else could need it.
     if data.active is False and agent.is_active:
         agent_deactivate(actor=actor, agent=agent)

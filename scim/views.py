@@ -19,6 +19,7 @@ from django.db.models.functions import Concat, Trim
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from scim2_models import (
     AuthenticationScheme,
@@ -175,8 +176,9 @@ def not_found(request, rest=""):
 class Kind:
     """What differs between /Users and /Groups."""
 
-    def __init__(self, name, model, filter_name):
+    def __init__(self, name, model, filter_name, not_found):
         self.name, self.model, self.filter_name = name, model, filter_name
+        self.not_found = not_found  # the 404's detail, whole, so that it translates whole
         # pydantic caches parametrized generics such as SearchRequest[model] in a
         # WeakValueDictionary: unreferenced, one is collected and built again by a
         # later request (about 18 ms, most of a probe's time). Kept alive here.
@@ -216,14 +218,12 @@ class Kind:
             rows = rows.select_for_update(of=("self",))
         row = rows.filter(pk=pk).first() if pk else None
         if row is None:
-            raise NotFoundException(
-                detail=_("%(kind)s “%(id)s” not found.") % {"kind": self.name, "id": resource_id}
-            )
+            raise NotFoundException(detail=str(self.not_found) % {"id": resource_id})
         return row
 
 
-USER = Kind("User", UserWithExtension, "user")
-GROUP = Kind("Group", Group, "group")
+USER = Kind("User", UserWithExtension, "user", gettext_lazy("User “%(id)s” not found."))
+GROUP = Kind("Group", Group, "group", gettext_lazy("Group “%(id)s” not found."))
 ROOT_SEARCH = SearchRequest[Union[USER.model, GROUP.model]]  # noqa: UP007 - kept, as above
 
 

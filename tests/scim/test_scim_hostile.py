@@ -443,6 +443,9 @@ def test_one_language_per_answer_english_by_default(world, scim_a):
     # An unknown language falls back to English; a 404 outside the routes too.
     de = send(scim_a, "get", "Users/nope", HTTP_ACCEPT_LANGUAGE="de")
     assert de["Content-Language"] == "en" and "not found" in de.json()["detail"]
+    # In French the whole sentence is French, the resource's kind included.
+    missing = send(scim_a, "get", "Groups/nope", HTTP_ACCEPT_LANGUAGE="fr").json()["detail"]
+    assert missing == "Groupe « nope » introuvable."
     # scim2-models' own refusals and the filters' are reworded too.
     read_only = {
         "schemas": [PATCH],

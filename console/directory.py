@@ -4,9 +4,12 @@ Entra ID or Okta, the directory tokens with their state, and issuing or revoking
 Only the ministry's admins (and operators) reach it: an auditor or another
 ministry's admin gets 403, whether the ministry exists or not. A new token's secret
 is shown in the answer to the POST that issued it, once, and never stored or
-redirected through the session.
+redirected through the session. So that reloading that answer (the browser sends
+the POST again) cannot issue a second token and put the first one into overlap,
+the issue form carries a one-time value kept in the session.
 """
 
+import secrets
 from uuid import UUID
 
 from django.conf import settings
@@ -14,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -32,6 +36,21 @@ def _days(raw: str, field: str) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise ValidationError({field: _("Enter a whole number of days.")}) from exc
+
+
+ISSUE_ONCE = "console_directory_issue_once"
+
+
+def _issue_once(request) -> None:
+    """Spend the issue form's one-time value; a form sent again is refused."""
+    expected = request.session.pop(ISSUE_ONCE, None)
+    if not expected or not constant_time_compare(request.POST.get("once", ""), expected):
+        raise ValidationError(
+            _(
+                "This form was already sent (the page was reloaded?): no new token was "
+                "issued. Use the form below to issue one."
+            )
+        )
 
 
 def _token_or_none(tokens, raw: str):
@@ -58,6 +77,7 @@ def directory(request, code):
         action = form.get("action")
         try:
             if action == "issue":
+                _issue_once(request)
                 issued, clear = directory_token_issue(
                     actor=actor,
                     ministry=ministry,
@@ -82,6 +102,7 @@ def directory(request, code):
                 raise ValidationError(_("Unknown action."))
         except ValidationError as exc:
             errors = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+    request.session[ISSUE_ONCE] = once = secrets.token_urlsafe(16)
     return render(
         request,
         "console/directory.html",
@@ -92,6 +113,7 @@ def directory(request, code):
             "issued": issued,
             "clear": clear,
             "errors": errors,
+            "once": once,
             "lifetime_days": settings.SCIM_TOKEN_LIFETIME_DAYS,
             "overlap_days": settings.SCIM_TOKEN_OVERLAP_DAYS,
             "max_overlap_days": settings.SCIM_TOKEN_MAX_OVERLAP_DAYS,

@@ -371,12 +371,18 @@ def test_the_console_page_shows_the_connection_in_french(world, client):
     assert PAGE.format("alpha") in ministry_page
 
 
+def issue_form(client, **fields):
+    """The issue form as the page gives it: its one-time value included."""
+    html = client.get(PAGE.format("alpha")).content.decode()
+    once = html.split('name="once" value="', 1)[1].split('"', 1)[0]
+    return {"action": "issue", "once": once, **fields}
+
+
 def test_the_console_issues_once_and_revokes(world, client):
     """Issuing shows the clear token once; the next page load does not; revoking stops it."""
     client.force_login(world.admin_a)
-    issued = client.post(
-        PAGE.format("alpha"), {"action": "issue", "expires_in_days": "30", "overlap_days": ""}
-    )
+    form = issue_form(client, expires_in_days="30", overlap_days="")
+    issued = client.post(PAGE.format("alpha"), form)
     assert issued.status_code == 200
     assert "no-store" in issued["Cache-Control"]
     html = issued.content.decode()
@@ -386,6 +392,12 @@ def test_the_console_issues_once_and_revokes(world, client):
     assert clear.startswith(token.prefix)
     assert users(clear).status_code == 200
     assert clear not in client.get(PAGE.format("alpha")).content.decode()
+    # Reloading the answer sends the same form again: refused, no second token.
+    again = client.post(PAGE.format("alpha"), form)
+    assert again.status_code == 400
+    assert "aucun nouveau jeton n’a été émis" in again.content.decode()
+    assert DirectoryToken.objects.filter(ministry=world.a).count() == 1
+    assert 'id="token-clear"' not in again.content.decode()
     revoked = client.post(PAGE.format("alpha"), {"action": "revoke", "token": str(token.pk)})
     assert revoked.status_code == 302
     assert users(clear).status_code == 401
@@ -396,7 +408,7 @@ def test_the_console_refuses_bad_input_and_writes_nothing(world, client):
     """An overlap out of bounds or a non-number is named; no token is issued."""
     client.force_login(world.admin_a)
     for overlap in ("99", "deux"):
-        response = client.post(PAGE.format("alpha"), {"action": "issue", "overlap_days": overlap})
+        response = client.post(PAGE.format("alpha"), issue_form(client, overlap_days=overlap))
         assert response.status_code == 400
         assert 'id="directory-errors"' in response.content.decode()
     bad = client.post(PAGE.format("alpha"), {"action": "revoke", "token": "not-a-uuid"})

@@ -98,7 +98,7 @@ def prepare(env: dict, seats: int) -> str:
         "from accounts.models import Ministry, MinistryDomain\n"
         "from audit.actor import Actor\n"
         "from licensing.models import LicencePool\n"
-        "from scim.services import directory_token_issue\n"
+        "from scim.tokens import directory_token_issue\n"
         f"m = Ministry.objects.create(code='bench', name='Banc', siren='{SIREN}',"
         " state='rolling_out')\n"
         f"MinistryDomain.objects.create(ministry=m, domain='{DOMAIN}')\n"

@@ -47,7 +47,7 @@ from audit.actor import Actor, client_ip
 from controlplane import outage
 from controlplane.errors import DATABASE_ERRORS
 from controlplane.ratelimit import rate_limit_check, rate_limit_hit
-from scim import services
+from scim import tokens
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _authenticate(request):
     if scheme.lower() != "bearer" or not clear.strip():
         raise UnauthorizedException(detail=_("A directory token is required (Bearer)."))
     try:
-        token = services.directory_token_authenticate(clear.strip())
+        token = tokens.directory_token_authenticate(clear.strip())
     except ValueError as exc:
         raise UnauthorizedException(detail=str(exc)) from exc
     except PermissionDenied as exc:

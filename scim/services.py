@@ -31,15 +31,6 @@ from audit.services import audit_record
 from controlplane import errors
 from scim.models import DirectoryGroup
 
-# The tokens moved to scim.tokens; named here still for the callers that import them
-# from services (the SCIM request plumbing, the management command, tests).
-from scim.tokens import (  # noqa: F401
-    TOKEN_PREFIX,
-    directory_token_authenticate,
-    directory_token_issue,
-    directory_token_revoke,
-)
-
 
 @dataclass
 class AgentData:

@@ -34,7 +34,7 @@ from audit.models import AuditEvent
 from licensing.models import LicencePool
 from media_nodes import services as media_node_services
 from rooms.services import room_create
-from scim.services import directory_token_issue
+from scim.tokens import directory_token_issue
 from tests.factories import MediaNodeFactory, api_token_issued
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -323,7 +323,7 @@ def test_a_filter_compiles_and_runs_or_is_an_invalid_filter(world, text, resourc
 def scim_client(world):
     from django.test import Client
 
-    from scim.services import directory_token_issue
+    from scim.tokens import directory_token_issue
 
     _, clear = directory_token_issue(actor=Actor.system("tests"), ministry=world.a)
     return Client(HTTP_AUTHORIZATION=f"Bearer {clear}")

@@ -14,7 +14,7 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool
 from scim.models import DirectoryToken
-from scim.services import directory_token_issue
+from scim.tokens import directory_token_issue
 from tests.factories import AgentFactory
 from tests.support.clients import client_as, client_with_token
 

@@ -44,7 +44,7 @@ from media_nodes.models import MediaNode
 from rooms.models import Room
 from rooms.services import room_create
 from scim.models import DirectoryGroup, DirectoryToken
-from scim.services import directory_token_issue
+from scim.tokens import directory_token_issue
 from tests.factories import AgentFactory, DailyUsageFactory, MediaNodeFactory
 from usage.models import MonthlyReport
 from usage.reports import monthly_report_generate

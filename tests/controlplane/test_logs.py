@@ -14,7 +14,7 @@ from django.test import Client
 from audit.actor import Actor
 from controlplane import logs
 from controlplane.celery import app as celery_app
-from scim.services import directory_token_issue
+from scim.tokens import directory_token_issue
 from tests.factories import AgentFactory
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

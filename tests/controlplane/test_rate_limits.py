@@ -12,7 +12,7 @@ from accounts.oidc import provider
 from audit.actor import Actor
 from audit.models import AuditEvent
 from controlplane.ratelimit import Rate, RateLimited, rate_limit_hit
-from scim.services import directory_token_issue
+from scim.tokens import directory_token_issue
 from tests.support.clients import client_as
 
 pytestmark = pytest.mark.django_db

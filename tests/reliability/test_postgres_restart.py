@@ -218,7 +218,7 @@ def test_postgres_restart_is_survived(private_postgres, service):
 @pytest.mark.parametrize(
     ("path", "patched", "content_type"),
     [
-        ("/scim/v2/Users", "scim.services.directory_token_authenticate", "application/scim+json"),
+        ("/scim/v2/Users", "scim.tokens.directory_token_authenticate", "application/scim+json"),
         ("/hooks/livekit/", "rooms.webhooks.webhook_authenticate", "application/json"),
     ],
     ids=["scim", "webhook"],

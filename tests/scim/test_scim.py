@@ -20,7 +20,8 @@ from audit.actor import Actor
 from audit.models import AuditEvent
 from licensing.models import LicencePool
 from scim.models import DirectoryGroup, DirectoryToken
-from scim.services import agents_erase_due, directory_token_issue
+from scim.services import agents_erase_due
+from scim.tokens import directory_token_issue
 from tests.support.clients import client_as
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

@@ -383,7 +383,7 @@ def _wsgi(token, method, path, body: bytes, **environ):
 
 @pytest.mark.django_db(transaction=True)
 def test_chunked_body_is_read(world):
-    from scim.services import directory_token_issue
+    from scim.tokens import directory_token_issue
 
     _, clear = directory_token_issue(actor=Actor.system("tests"), ministry=world.a)
     body = json.dumps(new_user("chunked@alpha.gouv.fr")).encode()
@@ -609,7 +609,7 @@ def test_if_match_is_checked_under_the_row_lock(world):
 
 
 def scim_token(world):
-    from scim.services import directory_token_issue
+    from scim.tokens import directory_token_issue
 
     return directory_token_issue(actor=Actor.system("tests"), ministry=world.a)
 

@@ -155,7 +155,7 @@ def import_detail(request, pk):
         )
         return redirect("console:import", pk=applied.pk)
     full = AgentImportJob.objects.only("errors_csv").get(pk=job.pk)
-    error_rows = list(csv.reader(io.StringIO(full.errors_csv)))[1:51]
+    error_rows = _error_rows(full.errors_csv)[:50]
     return render(
         request,
         "console/import_detail.html",
@@ -169,6 +169,14 @@ def import_detail(request, pk):
             and access_for(request.user).can_admin(job.ministry_id),
         },
     )
+
+
+def _error_rows(errors_csv: str) -> list[list[str]]:
+    """The error file's rows, without its header. It is written with the uploaded file's
+    separator (`;` for what French Excel saves), which follows the header's first cell."""
+    header, _sep, _rest = errors_csv.partition("\n")
+    delimiter = header[len("line")] if header.startswith("line") and len(header) > 4 else ","
+    return list(csv.reader(io.StringIO(errors_csv), delimiter=delimiter))[1:]
 
 
 def operator_required(view):

@@ -46,3 +46,20 @@ def test_other_ministry_and_auditors(client, world, django_capture_on_commit_cal
     assert 'type="file"' not in page
     assert client.post("/console/imports/", {"ministry": "alpha"}).status_code == 403
     assert AgentImportJob.objects.count() == 1
+
+
+def test_errors_of_a_semicolon_file_are_read_cell_by_cell(
+    client, world, django_capture_on_commit_callbacks
+):
+    """French Excel writes `;`: the error table's "line" cell holds the line number, not
+    the whole raw row, and the address sits in a cell of its own."""
+    import re
+
+    client.force_login(world.admin_a)
+    location = post_file(client, django_capture_on_commit_callbacks)["Location"]
+    page = client.get(location).content.decode()
+    body = page.split("<tbody>")[-1].split("</tbody>")[0]
+    first_row = re.findall(r"<td>(.*?)</td>", body)[:4]
+    assert first_row[0] == "3", first_row
+    assert ";" not in "".join(first_row)
+    assert "bad@nowhere.fr" in first_row

@@ -174,8 +174,7 @@ def import_detail(request, pk):
 def _error_rows(errors_csv: str) -> list[list[str]]:
     """The error file's rows, without its header. It is written with the uploaded file's
     separator (`;` for what French Excel saves), which follows the header's first cell."""
-    header, _sep, _rest = errors_csv.partition("\n")
-    delimiter = header[len("line")] if header.startswith("line") and len(header) > 4 else ","
+    delimiter = errors_csv[4:5] if errors_csv.startswith("line") else ","
     return list(csv.reader(io.StringIO(errors_csv), delimiter=delimiter))[1:]
 
 
